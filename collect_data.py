@@ -90,7 +90,8 @@ SCHEDULE_NAME = "linear-quality-v1"   # stored in the metadata; change it when t
 EXPERT_END_FRACTION = 0.1   # summary: success of the last 10% of episodes, the expert end of the stream
 EPISODES_PER_UNIT = 4       # episodes per work unit: ~2 s of simulation, small enough to balance the workers
 ENV_CACHE_SIZE = 4          # environments kept per worker; work is task-major, so a worker needs ~1 at a time
-BENCHMARK_EPISODES = 8      # --benchmark default: episodes per task of each timed run (~1 min in all)
+BENCHMARK_EPISODES = 8      # --benchmark default: episodes per task of each timed run
+BENCHMARK_ROUNDS = 2        # --benchmark times every run this often and keeps the fastest (~2 min in all)
 FORMAT_VERSION = 1
 
 DATASET_QUALITIES = ("near-optimal", "sub-optimal")
@@ -557,12 +558,13 @@ def _units(tasks: list[str], episodes: int, seed: int) -> list[tuple]:
 
 
 def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None, seed: int = 0,
-            data_dir="data", overwrite: bool = False, *, command: str | None = None) -> dict:
+            data_dir="data", overwrite: bool = False, *, command: str | None = None, verbose: bool = True) -> dict:
     """Collect `episodes` episodes of each task (a list of names or a spec for resolve_tasks) into
     <data_dir>/<task>.npz, reusing complete files made with the same settings, and write <data_dir>/summary.json.
     Returns the summary (per-task and mean stats of both datasets and of the expert end).
 
     workers: processes (default: all CPU cores). command: recorded in the metadata (default: sys.argv).
+    verbose: show the progress bar and print the summary table.
     Raises DataError (a ValueError) on bad input or an existing file made with other settings; in that case
     nothing is written."""
     tasks = _check_request(tasks, episodes, workers, seed)
@@ -578,7 +580,7 @@ def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None,
     buffers: dict[str, dict[str, np.ndarray]] = {}   # task -> arrays being filled, while its units arrive
     done_episodes = collections.Counter()
     bar = tqdm(total=len(to_collect) * episodes * EPISODE_LENGTH, unit="step", unit_scale=True,
-               desc=f"collecting {len(to_collect)} task(s) x {episodes} episodes", disable=not units)
+               desc=f"collecting {len(to_collect)} task(s) x {episodes} episodes", disable=not (units and verbose))
     bar.set_postfix(tasks=f"0/{len(to_collect)}", workers=workers)
     pool = None
     try:
@@ -619,7 +621,8 @@ def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None,
                "tasks": {task: summaries[task] for task in tasks}}
     summary["mean"] = _mean_summary(list(summary["tasks"].values()))
     _write_atomically(data_dir / "summary.json", lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))
-    print(format_summary(summary))
+    if verbose:
+        print(format_summary(summary))
     return summary
 
 
@@ -664,7 +667,8 @@ def _parallel_capacity(iterations: int = 5_000_000) -> float:
     return 2 * alone / max(together)
 
 
-def benchmark(tasks: list[str], episodes: int = BENCHMARK_EPISODES, seed: int = 0) -> dict:
+def benchmark(tasks: list[str], episodes: int = BENCHMARK_EPISODES, seed: int = 0,
+              rounds: int = BENCHMARK_ROUNDS) -> dict:
     """Time, in one run, the same work (`episodes` episodes of each task) done by
       (a) a bare loop of env.step with uniform random actions (the simulator's own speed),
       (b) collect() with 1 worker,
@@ -672,36 +676,44 @@ def benchmark(tasks: list[str], episodes: int = BENCHMARK_EPISODES, seed: int = 
           everything collection adds to the simulator, while (a)/(b) also includes that the behaviour policy's
           contact-rich states cost the simulator more than a random policy's,
       (c) collect() with 2 workers.
-    Every timing includes building the envs; (b) and (c) include writing the files. Also checks that (b) and (c)
-    wrote identical arrays and that the replay reproduces (b)'s observations exactly, and measures how much CPU
-    two processes can get on this machine right now (_parallel_capacity)."""
+    Each is timed `rounds` times, interleaved, and the fastest time counts (as timeit does): on a shared host the
+    other load only ever slows a run down. Every timing includes building the envs; (b) and (c) include writing
+    the files. Also checks that (b) and (c) wrote identical arrays and that the replay reproduces (b)'s
+    observations exactly, and measures how much CPU two processes can get between rounds (_parallel_capacity)."""
     steps = len(tasks) * episodes * EPISODE_LENGTH
-    capacity_before = _parallel_capacity()
-    seconds = {"bare_random": _bare_loop(tasks, episodes, seed)[0]}
+    times = collections.defaultdict(list)   # run -> seconds of each round
+    capacity = [_parallel_capacity()]
+    identical = replay_exact = True
     with tempfile.TemporaryDirectory() as tmp:
-        data = {}
-        for workers in (1, 2):
-            out = pathlib.Path(tmp, f"workers{workers}")
-            start = time.perf_counter()
-            collect(tasks, episodes, workers=workers, seed=seed, data_dir=out, command=f"benchmark, {workers} worker(s)")
-            seconds[f"workers{workers}"] = time.perf_counter() - start
-            data[workers] = {task: load_dataset(task, "near-optimal", out) for task in tasks}
-            if workers == 1:
-                actions = {task: data[1][task]["actions"] for task in tasks}
-                seconds["bare_replay"], replayed = _bare_loop(tasks, episodes, seed, actions)
-    identical = all(np.array_equal(data[1][t][name], data[2][t][name]) for t in tasks for name in _array_shapes(1))
-    replay_exact = all(np.array_equal(replayed[t], data[1][t]["observations"]) for t in tasks)
-    capacity = (capacity_before, _parallel_capacity())
-    result = {"tasks": len(tasks), "episodes_per_task": episodes, "steps": steps, "seconds": seconds,
-              "steps_per_second": {k: steps / s for k, s in seconds.items()},
+        for round_ in tqdm(range(rounds), desc="benchmark rounds"):
+            times["bare_random"].append(_bare_loop(tasks, episodes, seed)[0])
+            for workers in (1, 2):
+                out = pathlib.Path(tmp, f"round{round_}-workers{workers}")
+                start = time.perf_counter()
+                collect(tasks, episodes, workers=workers, seed=seed, data_dir=out, verbose=False,
+                        command=f"benchmark, {workers} worker(s)")
+                times[f"workers{workers}"].append(time.perf_counter() - start)
+                data = {task: load_dataset(task, "near-optimal", out) for task in tasks}
+                if workers == 1:
+                    seconds, replayed = _bare_loop(tasks, episodes, seed, {t: data[t]["actions"] for t in tasks})
+                    times["bare_replay"].append(seconds)
+                    replay_exact &= all(np.array_equal(replayed[t], data[t]["observations"]) for t in tasks)
+                    one_worker = data
+                else:
+                    identical &= all(np.array_equal(one_worker[t][name], data[t][name])
+                                     for t in tasks for name in _array_shapes(episodes))
+            capacity.append(_parallel_capacity())
+    seconds = {run: min(round_times) for run, round_times in times.items()}
+    result = {"tasks": len(tasks), "episodes_per_task": episodes, "steps": steps, "rounds": rounds,
+              "seconds_per_round": dict(times), "steps_per_second": {k: steps / s for k, s in seconds.items()},
               "collection_vs_bare_random": seconds["bare_random"] / seconds["workers1"],
               "collection_vs_bare_replay": seconds["bare_replay"] / seconds["workers1"],
               "speedup_2_vs_1_workers": seconds["workers1"] / seconds["workers2"],
               "identical_arrays_1_vs_2_workers": identical, "replay_reproduces_observations": replay_exact,
-              "cpu_cores": default_workers(), "parallel_capacity_before_after": capacity}
+              "cpu_cores": default_workers(), "parallel_capacity": capacity}
     sps = result["steps_per_second"]
-    print(f"\nbenchmark: {len(tasks)} tasks x {episodes} episodes = {steps} steps each run, "
-          f"{default_workers()} CPU cores\n"
+    print(f"\nbenchmark: {len(tasks)} tasks x {episodes} episodes = {steps} steps per run, fastest of {rounds} "
+          f"rounds, {default_workers()} CPU cores\n"
           f"  (a) bare env.step loop, random actions:          {sps['bare_random']:6.0f} steps/s\n"
           f"  (r) bare env.step loop, replaying (b)'s actions: {sps['bare_replay']:6.0f} steps/s\n"
           f"  (b) collection, 1 worker:                        {sps['workers1']:6.0f} steps/s = "
@@ -709,8 +721,8 @@ def benchmark(tasks: list[str], episodes: int = BENCHMARK_EPISODES, seed: int = 
           f"   (target >= 85%)\n"
           f"  (c) collection, 2 workers:                       {sps['workers2']:6.0f} steps/s = "
           f"{result['speedup_2_vs_1_workers']:.2f}x (b)   (target >= 1.7x on 2 cores)\n"
-          f"  CPU two processes could get, before / after the runs: {capacity[0]:.2f} / {capacity[1]:.2f} cores "
-          f"(2.00 = two free cores; less = the host is shared and busy)\n"
+          f"  CPU two processes could get before/between/after rounds: "
+          f"{' / '.join(f'{c:.2f}' for c in capacity)} cores (2.00 = two free cores; less = a busy shared host)\n"
           f"  arrays of (b) and (c) identical: {identical}; replay reproduces (b)'s observations: {replay_exact}")
     return result
 
