@@ -759,8 +759,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.benchmark:
             episodes = BENCHMARK_EPISODES if args.episodes is None else args.episodes
-            _check_request(args.tasks, episodes, args.workers, args.seed)
-            benchmark(resolve_tasks(args.tasks), episodes, args.seed)
+            benchmark(_check_request(args.tasks, episodes, args.workers, args.seed), episodes, args.seed)
         else:
             episodes = DEFAULT_EPISODES if args.episodes is None else args.episodes
             collect(args.tasks, episodes, args.workers, args.seed, args.data_dir, args.overwrite, command=command)
