@@ -19,7 +19,11 @@ import pytest
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 from metaworld.policies import ENV_POLICY_MAP
 
+import torch
+import torch.nn.functional as F
+
 import collect_data as cd
+import goskill
 
 ROOT = pathlib.Path(__file__).resolve().parent
 TASKS = ["reach-v3", "push-v3"]   # the fastest task and one with an object
@@ -106,7 +110,8 @@ def test_files_have_the_schema(collected):
             for name, (shape, dtype) in cd._array_shapes(EPISODES).items():
                 assert npz[name].shape == shape and npz[name].dtype == dtype, name
             assert npz["observations"].shape == (EPISODES, 501, 39) and npz["actions"].shape == (EPISODES, 500, 4)
-            np.testing.assert_allclose(npz["quality"], np.linspace(0, 1, EPISODES), rtol=1e-6)
+            progress = np.linspace(0, 1, EPISODES)                        # the learning-curve schedule
+            np.testing.assert_allclose(npz["quality"], 1 - (1 - progress) ** 2, rtol=1e-6, atol=1e-7)
             metadata = json.loads(npz["metadata"].item())
         assert metadata["task"] == task and metadata["episodes"] == EPISODES and metadata["seed"] == 0
         assert metadata["schedule"]["noise_std_max"] == cd.NOISE_STD_MAX
@@ -241,3 +246,227 @@ def test_load_dataset_rejects_non_finite_values(collected, tmp_path):
     cd._write_task_file(cd.dataset_path("reach-v3", tmp_path), data, metadata)
     with pytest.raises(ValueError, match="reach-v3: rewards"):
         cd.load_dataset("reach-v3", "near-optimal", tmp_path)
+
+
+# ---- goskill.py: components ----
+# Small networks on random tensors: each test pins one property a reader relies on when lifting a class.
+
+TINY = dict(n_embd=32, n_layer=1, n_head=2, dropout=0.0, code_dim=8, num_codes=6, encoder_hidden=32,
+            skill_horizon=5, context_skills=4, prompt_skills=3, prompt_trajectories=2, segments_per_task=4,
+            sequences_per_task=3, warmup_iters=2, extract_iters=6, policy_iters=6, kmeans_iters=3,
+            log_interval=2, checkpoint_interval=4, eval_episodes=2, eval_parallel=2)
+
+
+def test_quantizer_forward_is_nearest_code_and_backward_is_identity():
+    torch.manual_seed(0)
+    vq = goskill.VectorQuantizer(num_codes=5, code_dim=3, beta=0.25)
+    z_e = torch.randn(7, 3, requires_grad=True)
+    z_q, codes, _ = vq(z_e)
+    expected = torch.cdist(z_e.detach(), vq.codebook.detach()).argmin(-1)
+    assert torch.equal(codes, expected)
+    assert torch.allclose(z_q, vq.codebook[codes].detach(), atol=1e-6)       # value of the nearest code
+    (z_q * torch.arange(21.0).view(7, 3)).sum().backward()
+    assert torch.equal(z_e.grad, torch.arange(21.0).view(7, 3))               # gradient of the identity
+    assert vq.codebook.grad is None                                           # the task loss never reaches codes
+
+
+def test_vq_loss_terms_reach_only_their_tensor():
+    torch.manual_seed(0)
+    beta = 0.25
+    vq = goskill.VectorQuantizer(num_codes=4, code_dim=3, beta=beta)
+    z_e = torch.randn(6, 3, requires_grad=True)
+    _, codes, vq_loss = vq(z_e)
+    vq_loss.backward()
+    e_k = vq.codebook.detach()[codes]
+    n = z_e.numel()
+    # commitment term only: d/dz_e beta * mean((z_e - sg e)^2)
+    assert torch.allclose(z_e.grad, beta * 2 * (z_e.detach() - e_k) / n, atol=1e-6)
+    # codebook term only: d/de mean((sg z_e - e)^2), summed over the rows that chose each code
+    expected = torch.zeros_like(vq.codebook).index_add_(0, codes, 2 * (e_k - z_e.detach()) / n)
+    assert torch.allclose(vq.codebook.grad, expected, atol=1e-6)
+    assert torch.allclose(vq_loss, (1 + beta) * F.mse_loss(z_e.detach(), e_k))
+
+
+def test_kmeans_init_puts_codes_on_clusters():
+    torch.manual_seed(0)
+    centres = torch.tensor([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0]])
+    data = (centres[:, None] + 0.1 * torch.randn(3, 30, 2)).reshape(-1, 2)
+    vq = goskill.VectorQuantizer(num_codes=3, code_dim=2, beta=1.0)
+    vq.init_from_data(data, iters=10, generator=torch.Generator().manual_seed(1))
+    assert bool(vq.initialised)
+    assert torch.cdist(centres, vq.codebook.detach()).min(1).values.max() < 0.2
+
+
+def test_focal_loss_is_cross_entropy_at_gamma_zero_and_down_weights_easy_examples():
+    torch.manual_seed(0)
+    logits, targets = torch.randn(32, 16) * 3, torch.randint(0, 16, (32,))
+    assert torch.allclose(goskill.focal_loss(logits, targets, gamma=0.0, alpha=1.0), F.cross_entropy(logits, targets))
+    per_ce = F.cross_entropy(logits, targets, reduction="none")
+    fl = goskill.focal_loss(logits, targets, gamma=2.0, alpha=1.0)
+    assert fl < per_ce.mean()
+    weights = (torch.arange(32) % 2).float()                      # padded rows are masked out of the mean
+    assert torch.allclose(goskill.focal_loss(logits, targets, 0.0, 1.0, weights), per_ce[1::2].mean())
+
+
+def test_class_balanced_sampler_gives_each_present_skill_an_equal_share():
+    labels = np.array([0] * 1000 + [3] * 5 + [7] * 20 + [9] * 1)
+    sampler = goskill.ClassBalancedSampler(labels)
+    rng = np.random.default_rng(0)
+    idx = sampler.sample(400, rng)
+    counts = np.bincount(labels[idx], minlength=12)
+    assert counts.sum() == 400
+    assert set(np.flatnonzero(counts)) == {0, 3, 7, 9}             # absent skills get nothing
+    assert (counts[[0, 3, 7, 9]] == 100).all()
+    counts = np.bincount(labels[sampler.sample(402, rng)], minlength=12)[[0, 3, 7, 9]]
+    assert counts.max() - counts.min() <= 1 and counts.sum() == 402
+
+
+def test_transformer_is_causal_and_ignores_padded_keys():
+    torch.manual_seed(0)
+    net = goskill.CausalTransformer(n_embd=16, n_layer=2, n_head=2, dropout=0.0).eval()
+    x = torch.randn(2, 9, 16)
+    y = net(x)
+    x2 = x.clone()
+    x2[:, 5] = torch.randn(2, 16)                                  # change token 5
+    y2 = net(x2)
+    assert torch.allclose(y[:, :5], y2[:, :5], atol=1e-6)         # earlier tokens never see it
+    assert not torch.allclose(y[:, 5:], y2[:, 5:])
+    valid = torch.ones(2, 9, dtype=torch.bool)
+    valid[:, :3] = False                                           # left padding
+    x3 = x.clone()
+    x3[:, :3] = torch.randn(2, 3, 16)
+    assert torch.allclose(net(x, valid)[:, 3:], net(x3, valid)[:, 3:], atol=1e-6)
+
+
+def _policy_inputs(b, k, p, d, m, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    prompt = {"rtg": torch.rand(b, p, generator=g), "states": torch.randn(b, p, 39, generator=g),
+              "skills": torch.randn(b, p, d, generator=g), "timesteps": torch.randint(0, 50, (b, p), generator=g)}
+    return (torch.rand(b, k, generator=g), torch.randn(b, k, 39, generator=g), torch.randn(b, k, d, generator=g),
+            torch.randint(0, 50, (b, k), generator=g), torch.ones(b, k, dtype=torch.bool), prompt)
+
+
+def test_skill_policy_shapes_causality_and_prompt_conditioning():
+    torch.manual_seed(0)
+    policy = goskill.SkillPolicy(39, code_dim=8, num_codes=6, max_skill_steps=51, n_embd=32, n_layer=2,
+                                 n_head=2, dropout=0.0).eval()
+    rtg, states, skills, steps, valid, prompt = _policy_inputs(3, 5, 4, 8, 6)
+    logits = policy(rtg, states, skills, steps, valid, prompt)
+    assert logits.shape == (3, 5, 6)
+    skills2 = skills.clone()
+    skills2[:, 2] = torch.randn(3, 8)                              # the skill token of step 2 ...
+    logits2 = policy(rtg, states, skills2, steps, valid, prompt)
+    assert torch.allclose(logits[:, :3], logits2[:, :3], atol=1e-6)   # ... is unseen by the choice at step 2
+    assert not torch.allclose(logits[:, 3:], logits2[:, 3:])
+    other_prompt = _policy_inputs(3, 5, 4, 8, 6, seed=1)[-1]
+    assert not torch.allclose(logits, policy(rtg, states, skills, steps, valid, other_prompt))
+
+
+def test_skill_decoder_shapes_and_action_causality():
+    torch.manual_seed(0)
+    dec = goskill.SkillDecoder(39, 4, code_dim=8, horizon=5, n_embd=32, n_layer=2, n_head=2, dropout=0.0).eval()
+    skill, progress = torch.randn(2, 8), torch.randn(2, 5, 8)
+    states, actions = torch.randn(2, 5, 39), torch.rand(2, 5, 4)
+    pred = dec(skill, progress, states, actions)
+    assert pred.shape == (2, 5, 4) and pred.abs().max() <= 1       # tanh head
+    actions2 = actions.clone()
+    actions2[:, 2] = -actions2[:, 2]
+    pred2 = dec(skill, progress, states, actions2)
+    assert torch.allclose(pred[:, :3], pred2[:, :3], atol=1e-6)    # a_2 is predicted without seeing a_2
+    assert not torch.allclose(pred[:, 3:], pred2[:, 3:])
+    assert torch.allclose(dec(skill, progress[:, :3], states[:, :3], actions[:, :3]), pred[:, :3], atol=1e-6)
+    assert not torch.allclose(pred, dec(torch.randn(2, 8), progress, states, actions))   # the skill matters
+
+
+# ---- goskill.py: phases and the command line, on the tiny real collection above ----
+
+@pytest.fixture(scope="module")
+def tiny_data(collected) -> pathlib.Path:
+    return collected[1]                                    # read only: goskill never writes into a complete data dir
+
+
+def _tiny_flags(**extra):
+    flags = []
+    for key, value in {**TINY, **extra}.items():
+        flags += [f"--{key.replace('_', '-')}", str(value)]
+    return flags
+
+
+def _run_cli(*args):
+    return subprocess.run([sys.executable, str(ROOT / "goskill.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_enhancement_trains_only_the_decoder(tiny_data, tmp_path):
+    cfg = goskill.Config(**{**TINY, "tasks": ",".join(TASKS), "data_dir": str(tiny_data), "device": "cpu"})
+    trainer = goskill.Trainer(cfg, tmp_path, torch.device("cpu"))
+    trainer.load_data()
+    trainer.extract_skills()
+    trainer.label_data()
+    before = {name: p.detach().clone() for name, p in trainer.skills.named_parameters()}
+    policy_before = [p.detach().clone() for p in trainer.policy.parameters()]
+    trainer.learn_policy()
+    for name, p in trainer.skills.named_parameters():
+        changed = not torch.equal(before[name], p.detach())
+        assert changed == name.startswith("decoder."), name          # encoder and codebook bit-identical
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(policy_before, trainer.policy.parameters()))
+    assert trainer.labels.shape == (trainer.data.num_episodes, cd.EPISODE_LENGTH)
+    assert (json.loads((tmp_path / "skills.json").read_text())["share"]) is not None
+
+
+def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
+    common = ["--tasks", ",".join(TASKS), "--data-dir", str(tiny_data), "--device", "cpu", *_tiny_flags()]
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    r = _run_cli(*common, "--out", str(run_a), "--stop-after", "extract")
+    assert r.returncode == 0, r.stderr
+    assert torch.load(run_a / "checkpoint.pt", weights_only=False)["state"]["phase"] == "policy"
+    assert (run_a / "skills.json").exists() and not (run_a / "results.json").exists()
+    r = _run_cli(*common, "--out", str(run_a))                  # the folder holds a run: refuse to overwrite it
+    assert r.returncode == 2 and "--resume" in r.stderr
+    r = _run_cli(*common, "--out", str(run_a), "--resume")
+    assert r.returncode == 0, r.stderr
+    results = json.loads((run_a / "results.json").read_text())
+    assert set(results["per_task"]) == set(TASKS)
+    for task in TASKS:
+        assert 0.0 <= results["per_task"][task]["success_rate"] <= 1.0
+        assert abs(sum(results["per_task"][task]["skill_usage"]) - 1) < 1e-3
+    assert results["episodes_per_task"] == TINY["eval_episodes"]
+    assert set(results["phase_seconds"]) == {"extract", "policy"}
+    lines = [json.loads(line) for line in (run_a / "metrics.jsonl").read_text().splitlines()]
+    assert {line["phase"] for line in lines} == {"extract", "policy"}
+    # An interrupted-and-resumed run ends with the same weights as one that ran straight through.
+    r = _run_cli(*common, "--out", str(run_b), "--stop-after", "policy")
+    assert r.returncode == 0, r.stderr
+    ckpt_a = torch.load(run_a / "checkpoint.pt", weights_only=False)
+    ckpt_b = torch.load(run_b / "checkpoint.pt", weights_only=False)
+    for part in ("skills", "policy"):
+        for name, tensor in ckpt_a[part].items():
+            assert torch.equal(tensor, ckpt_b[part][name]), f"{part}.{name} differs after resume"
+    # Evaluate the saved checkpoint alone.
+    r = _run_cli("--eval-only", str(run_a / "checkpoint.pt"), "--eval-episodes", "1", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    evaluated = json.loads((run_a / "eval.json").read_text())
+    assert evaluated["episodes_per_task"] == 1 and set(evaluated["per_task"]) == set(TASKS)
+    # Resuming under another method config is refused with the reason.
+    r = _run_cli(*common, "--out", str(run_a), "--resume", "--num-codes", "7")
+    assert r.returncode == 2 and "num_codes" in r.stderr
+
+
+def test_bad_input_stops_with_a_one_line_error(tiny_data, tmp_path):
+    r = _run_cli("--tasks", "reach-v3,flying-v3", "--data-dir", str(tiny_data), "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "flying-v3" in r.stderr and "mt10" in r.stderr
+    assert not (tmp_path / "x").exists()
+    r = _run_cli("--eval-only", str(tmp_path / "missing.pt"))
+    assert r.returncode == 2 and "no checkpoint" in r.stderr
+
+
+def test_nan_in_data_stops_training_with_the_task_named(collected, tmp_path):
+    data_dir = pathlib.Path(shutil.copytree(collected[1], tmp_path / "data"))
+    data = cd.load_dataset("push-v3", "near-optimal", data_dir)
+    metadata = {k: v for k, v in data.pop("metadata").items() if not k.startswith("dataset_")}
+    data["observations"][1, 20, 5] = np.nan
+    cd._write_task_file(cd.dataset_path("push-v3", data_dir), data, metadata)
+    r = _run_cli("--tasks", ",".join(TASKS), "--data-dir", str(data_dir), "--out", str(tmp_path / "run"),
+                 *_tiny_flags())
+    assert r.returncode == 2 and "push-v3" in r.stderr and "observations" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
