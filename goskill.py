@@ -70,8 +70,10 @@ import collect_data
 
 @dataclass
 class Config:
-    """Every hyperparameter of a run. Field defaults are the authors' values (the `paper` preset); the CPU-sized
-    `default` preset overrides some of them (PRESETS below, each deviation commented). One CLI flag per field."""
+    """Every hyperparameter of a run. Field defaults are the `paper` preset: the authors' values, except where a
+    field's doc says otherwise (focal loss: the paper's stated choice, where the authors' trainer uses
+    cross-entropy). The CPU-sized `default` preset overrides some of them (PRESETS below, each deviation
+    commented). One CLI flag per field."""
 
     # --- run ---------------------------------------------------------------------------------------------------
     tasks: str = "mt10"
@@ -105,7 +107,7 @@ class Config:
     """beta: weight of the commitment term; 1.0 = the authors' commitment weight (VQ-VAE paper uses 0.25)."""
     kmeans_iters: int = 10
     """k-means iterations that initialise the codebook from the first batch of goal embeddings (authors: 10)."""
-    dead_code_window: int = 500
+    dead_code_window: int = 0
     """Re-seed codes unused for this many extraction iterations with current embeddings; 0 = never (authors)."""
     reseed_until: float = 0.8
     """Fraction of extraction after which codes are no longer re-seeded, so the library settles before labelling."""
@@ -202,6 +204,8 @@ PRESETS: dict[str, dict] = {
         "extract_iters": 2000,
         "policy_iters": 8000,
         "warmup_iters": 200,
+        # DEVIATION: codes unused for 200 iterations are re-seeded (the authors never reset a dead code); with
+        # few iterations a dead code would otherwise stay a wasted skill. No code died in the measured runs.
         "dead_code_window": 200,
         # DEVIATION: 20 evaluation episodes per task instead of 50 (success-rate resolution 5% per task).
         "eval_episodes": 20,
@@ -255,7 +259,6 @@ def atomic_write_json(obj, path: Path) -> None:
 
 
 def library_versions() -> dict:
-    import metaworld  # noqa: F401  (imported for its version only)
     from importlib.metadata import version
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
             "metaworld": version("metaworld")}
@@ -285,6 +288,8 @@ class OfflineData:
             rew.append(d["rewards"])
             task_of_episode.append(np.full(len(d["actions"]), task_id))
         obs_np = np.concatenate(obs)                                   # (E, T+1, S_OBS)
+        # DEVIATION (negligible): statistics include each episode's final next-state, the authors' only the T
+        # observations; one state in 501.
         self.state_mean = obs_np.reshape(-1, obs_np.shape[-1]).mean(0).astype(np.float32)
         self.state_std = (obs_np.reshape(-1, obs_np.shape[-1]).std(0) + 1e-6).astype(np.float32)
         rewards = np.concatenate(rew)                                  # (E, T)
@@ -388,7 +393,7 @@ class VectorQuantizer(nn.Module):
         return dist.argmin(-1)
 
     def forward(self, z_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        z_e = z_e.float()              # distances in bf16 would mis-assign near-ties; autocast is off for this op
+        z_e = z_e.float()              # fp32: nearest() turns autocast off, bf16 distances would mis-assign ties
         codes = self.nearest(z_e.detach())                             # (B,)
         e_k = self.codebook[codes]                                     # (B, D), gradient flows to the codebook
         codebook_loss = F.mse_loss(e_k, z_e.detach())                  # ||sg[z_e] - e_k||^2
@@ -399,9 +404,10 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def init_from_data(self, z_e: torch.Tensor, iters: int, generator: torch.Generator | None = None) -> None:
-        """k-means on a batch of embeddings (authors: 10 iterations on the first batch), started with k-means++
-        (each new centre drawn with probability proportional to its squared distance from the chosen ones), so
-        two codes rarely start in one cluster. A cluster that empties keeps its previous centre."""
+        """k-means on a batch of embeddings (authors: 10 iterations on the first batch). DEVIATION: started with
+        k-means++ (each new centre drawn with probability proportional to its squared distance from the chosen
+        ones) instead of random samples, which in our test left two codes in one cluster. A cluster that empties
+        keeps its previous centre."""
         num_codes = self.codebook.shape[0]
         if z_e.shape[0] < num_codes:
             raise ValueError(f"k-means needs at least {num_codes} embeddings, got {z_e.shape[0]}")
@@ -632,7 +638,8 @@ class ClassBalancedSampler:
     frequency (skill enhancement: a rare, task-specific skill is trained as often as a common one).
     Classes absent from `labels` get nothing. With batch_size = q * n_present + r, each present class gets q
     indices and r randomly chosen classes one more, so shares differ by at most one. Within a class, indices
-    are drawn uniformly with replacement (authors' get_batch_for_skill)."""
+    are drawn uniformly with replacement (authors' get_batch_for_skill). DEVIATION: the authors draw
+    floor(batch_size / n_present) per class and drop the remainder; here the batch always has batch_size items."""
 
     def __init__(self, labels: np.ndarray):
         labels = np.asarray(labels).ravel()
@@ -656,15 +663,16 @@ def make_optimizer(module: nn.Module, cfg: Config) -> tuple[torch.optim.Optimize
 
 
 def update(loss: torch.Tensor, params: list[nn.Parameter], opt: torch.optim.Optimizer,
-           sched: torch.optim.lr_scheduler.LambdaLR, clip: float) -> float:
+           sched: torch.optim.lr_scheduler.LambdaLR, clip: float) -> torch.Tensor:
     """One shared optimiser step. set_to_none matters: AdamW skips parameters whose .grad is None, so frozen
-    modules get neither momentum nor weight decay (zero-filled grads would still move them)."""
+    modules get neither momentum nor weight decay (zero-filled grads would still move them). Returns the
+    gradient norm as a tensor: metrics stay on the device until they are logged (no host sync per step)."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
     opt.step()
     sched.step()
-    return float(grad_norm)
+    return grad_norm
 
 
 def skill_loss(skills: SkillModel, batch: dict[str, torch.Tensor], train_codebook: bool) -> tuple[torch.Tensor, dict]:
@@ -684,9 +692,9 @@ def skill_loss(skills: SkillModel, batch: dict[str, torch.Tensor], train_codeboo
     loss = action_loss + vq_loss if train_codebook else action_loss
     usage = torch.bincount(codes, minlength=skills.quantizer.codebook.shape[0]).float()
     p = usage / usage.sum()
-    metrics = {"loss/action": float(action_loss.detach()), "vq/perplexity": float(torch.exp(-(p * p.clamp(min=1e-12).log()).sum()))}
+    metrics = {"loss/action": action_loss.detach(), "vq/perplexity": torch.exp(-(p * p.clamp(min=1e-12).log()).sum())}
     if train_codebook:
-        metrics["loss/vq"] = float(vq_loss.detach())
+        metrics["loss/vq"] = vq_loss.detach()
     return loss, {**metrics, "_codes": codes, "_z_e": z_e.detach()}
 
 
@@ -725,7 +733,7 @@ def policy_loss(policy: SkillPolicy, batch: dict, cfg: Config) -> tuple[torch.Te
     weights = batch["valid"].reshape(-1).float()
     loss = focal_loss(flat_logits, flat_target, cfg.focal_gamma, cfg.focal_alpha, weights)
     correct = ((flat_logits.argmax(-1) == flat_target).float() * weights).sum() / weights.sum()
-    return loss, {"loss/policy": float(loss.detach()), "policy/accuracy": float(correct)}
+    return loss, {"loss/policy": loss.detach(), "policy/accuracy": correct}
 
 
 @torch.no_grad()
@@ -895,7 +903,8 @@ def evaluate(skills: SkillModel, policy: SkillPolicy, tasks: list[str], prompts:
                     skill_id = logits[:, -1].float().argmax(-1)           # (E,)
                     code = codebook[skill_id]                          # (E, D)
                     hist["skills"][:, j] = code
-                    np.add.at(usage, (env_task, skill_id.cpu().numpy()), 1)
+                    kept = episode_ids < episodes                 # the last round may run extra episodes
+                    np.add.at(usage, (env_task[kept], skill_id.cpu().numpy()[kept]), 1)
                     seg_states = torch.zeros(n_env, H, obs.shape[1], device=device)
                     seg_actions = torch.zeros(n_env, H, collect_data.ACT_DIM, device=device)
                     start = s
@@ -956,6 +965,7 @@ class Trainer:
         self.torch_gen = torch.Generator().manual_seed(cfg.seed)      # k-means starts and code re-seeding
         self.skills = SkillModel(cfg, collect_data.OBS_DIM, collect_data.ACT_DIM).to(device)
         self.policy = SkillPolicy(collect_data.OBS_DIM, cfg.code_dim, cfg.num_codes,
+                                  # skill-level timesteps 0..T/H (authors: a 1000-row table, of which 50 are used)
                                   math.ceil(collect_data.EPISODE_LENGTH / cfg.skill_horizon) + 1,
                                   cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.dropout).to(device)
         self.skill_opt, self.skill_sched = make_optimizer(self.skills, cfg)
@@ -964,7 +974,7 @@ class Trainer:
         self.labels = self.prompts = self.target_returns = None
         self.data = None
         self.state_mean = self.state_std = None
-        self.last_used = torch.zeros(cfg.num_codes, dtype=torch.long)   # iteration each code was last chosen
+        self.last_used = torch.zeros(cfg.num_codes, dtype=torch.long, device=device)   # iteration each code was last chosen
 
     # ---- data ---------------------------------------------------------------------------------------------------
     def load_data(self) -> None:
@@ -1011,7 +1021,7 @@ class Trainer:
             self.labels = ckpt["labels"].long().to(self.device)
             self.prompts = {k: v.to(self.device) for k, v in ckpt["prompts"].items()}
             self.target_returns = ckpt["target_returns"]
-        self.last_used = ckpt["last_used"]
+        self.last_used = ckpt["last_used"].to(self.device)
         rng = ckpt["rng"]
         self.rng.bit_generator.state = rng["numpy"]
         torch.set_rng_state(rng["torch"]), self.torch_gen.set_state(rng["torch_gen"]), random.setstate(rng["python"])
@@ -1035,15 +1045,13 @@ class Trainer:
             metrics = step_fn(it)
             self.state.iteration = it + 1
             if (it + 1) % cfg.log_interval == 0 or it + 1 == total:
-                shown = {k: v for k, v in metrics.items() if not k.startswith("_")}
+                shown = {k: float(v) for k, v in metrics.items() if not k.startswith("_")}
                 bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in shown.items()})
                 self.log({"phase": name, "iteration": it + 1, **shown})
             if (it + 1) % cfg.checkpoint_interval == 0 and it + 1 < total:
                 self.save()
-        elapsed = time.time() - t_start
-        self.state.phase_seconds[name] = self.state.phase_seconds.get(name, 0.0) + elapsed
-        if total > start_it:
-            self.state.phase_iters_per_s[name] = (total - start_it) / max(elapsed, 1e-9)
+        self.state.phase_seconds[name] = self.state.phase_seconds.get(name, 0.0) + time.time() - t_start
+        self.state.phase_iters_per_s[name] = total / max(self.state.phase_seconds[name], 1e-9)
 
     # ---- phase 1 ------------------------------------------------------------------------------------------------
     def extract_skills(self) -> None:
@@ -1051,25 +1059,32 @@ class Trainer:
         cfg, data = self.cfg, self.data
         self.skills.train()
         params = list(self.skills.parameters())
+        needs_init = [not bool(self.skills.quantizer.initialised)]    # read once: a GPU sync per step otherwise
 
         def step(it: int) -> dict:
             ep, _ = data.sample_episodes(self.rng, cfg.segments_per_task)
             batch = data.segments(ep, self.rng.integers(0, data.horizon, len(ep)), cfg.skill_horizon)
-            if not bool(self.skills.quantizer.initialised):          # k-means on the first batch (authors)
+            if needs_init[0]:                                        # k-means on the first batch (authors)
+                goals, starts = [batch["goal"]], [batch["start"]]
+                while sum(len(g) for g in goals) < cfg.num_codes:     # e.g. one task: fewer segments than codes
+                    extra = data.segments(ep, self.rng.integers(0, data.horizon, len(ep)), cfg.skill_horizon)
+                    goals.append(extra["goal"]), starts.append(extra["start"])
                 with torch.no_grad():
-                    z_e = self.skills.encoder(batch["goal"] - batch["start"])
+                    z_e = self.skills.encoder(torch.cat(goals) - torch.cat(starts))
                 self.skills.quantizer.init_from_data(z_e, cfg.kmeans_iters, self.torch_gen)
+                needs_init[0] = False
             with self.autocast():
                 loss, m = skill_loss(self.skills, batch, train_codebook=True)
             m["grad_norm"] = update(loss, params, self.skill_opt, self.skill_sched, cfg.grad_clip)
-            self.last_used[m["_codes"].unique().cpu()] = it
-            # Codes no batch has chosen for `window` iterations (the log interval when re-seeding is off).
-            window = cfg.dead_code_window or cfg.log_interval
-            dead = torch.nonzero(it - self.last_used >= window).flatten()
-            m["vq/unused_codes"] = float(len(dead))
-            if cfg.dead_code_window and len(dead) and it < cfg.reseed_until * cfg.extract_iters:
-                self.skills.quantizer.reseed(dead, m["_z_e"].float(), self.torch_gen)
-                self.last_used[dead] = it
+            self.last_used[torch.bincount(m["_codes"], minlength=cfg.num_codes) > 0] = it   # on the device
+            if (it + 1) % cfg.log_interval == 0:                     # dead codes: checked when metrics are logged
+                # Codes no batch has chosen for `window` iterations (the log interval when re-seeding is off).
+                window = cfg.dead_code_window or cfg.log_interval
+                dead = torch.nonzero(it - self.last_used >= window).flatten()
+                m["vq/unused_codes"] = float(len(dead))
+                if cfg.dead_code_window and len(dead) and it < cfg.reseed_until * cfg.extract_iters:
+                    self.skills.quantizer.reseed(dead, m["_z_e"].float(), self.torch_gen)
+                    self.last_used[dead] = it
             return m
 
         self._run_loop("extract", cfg.extract_iters, step)
@@ -1091,7 +1106,8 @@ class Trainer:
 
     # ---- phases 2 + 3 -------------------------------------------------------------------------------------------
     def learn_policy(self) -> None:
-        """Skill-policy learning (authors' L3 with the focal loss) interleaved with skill enhancement (L2 on
+        """Skill-policy learning (L3; the focal loss here, cross-entropy in the authors' trainer) interleaved with
+        skill enhancement (L2 on
         class-balanced segments), as the authors' trainer does: one step of each per iteration. Encoder and
         codebook are frozen here, so the labels never change and the two updates do not interact."""
         cfg, data = self.cfg, self.data
@@ -1122,7 +1138,9 @@ class Trainer:
         self._run_loop("policy", cfg.policy_iters, step)
 
     def run(self, stop_after: str | None = None) -> None:
-        """Continues from wherever self.state says, writing a checkpoint at the end of each phase."""
+        """Continues from wherever self.state says, writing a checkpoint at the end of each phase.
+        DEVIATION: evaluation runs once, at the end (the authors also evaluate every 5000 iterations, which on a
+        CPU would cost more than the training it watches)."""
         if self.state.phase == "extract":
             self.extract_skills()
             self.label_data()
@@ -1214,7 +1232,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             if not ckpt_path.exists():
                 raise ValueError(f"--resume: no checkpoint at {ckpt_path}; start the run without --resume")
-            ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)   # RNG states must stay on CPU
             check_compatible(cfg, ckpt["config"], str(ckpt_path))
         elif ckpt_path.exists():
             raise ValueError(f"{ckpt_path} exists; add --resume to continue that run, or choose another --out")
@@ -1254,14 +1272,14 @@ def eval_only(args: argparse.Namespace) -> int:
         print(f"error: no checkpoint at {path}", file=sys.stderr)
         return 2
     device = resolve_device(args.device or "auto")
-    ckpt = torch.load(path, map_location=device, weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)            # RNG states must stay on CPU
     if ckpt["state"]["phase"] != "done":
         print(f"error: {path} is from an unfinished run (phase {ckpt['state']['phase']}); finish it with --resume",
               file=sys.stderr)
         return 2
     cfg = Config(**ckpt["config"])
     cfg.device = str(device)
-    for name in ("eval_episodes", "eval_parallel", "eval_workers"):
+    for name in ("eval_episodes", "eval_parallel", "eval_workers", "eval_seed"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     out = Path(args.out) if args.out else path.parent

@@ -470,3 +470,14 @@ def test_nan_in_data_stops_training_with_the_task_named(collected, tmp_path):
                  *_tiny_flags())
     assert r.returncode == 2 and "push-v3" in r.stderr and "observations" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_one_task_with_fewer_segments_than_codes_still_initialises_the_codebook(tiny_data, tmp_path):
+    cfg = goskill.Config(**{**TINY, "tasks": "reach-v3", "data_dir": str(tiny_data), "device": "cpu",
+                            "extract_iters": 2})
+    assert cfg.segments_per_task < cfg.num_codes
+    trainer = goskill.Trainer(cfg, tmp_path, torch.device("cpu"))
+    trainer.load_data()
+    trainer.extract_skills()
+    assert bool(trainer.skills.quantizer.initialised)
+    assert len(torch.unique(trainer.skills.quantizer.codebook.detach(), dim=0)) == cfg.num_codes
