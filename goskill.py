@@ -281,8 +281,12 @@ class OfflineData:
     def __init__(self, tasks: list[str], dataset: str, data_dir: str, device: torch.device):
         self.tasks = tasks
         obs, act, rew, task_of_episode = [], [], [], []
+        self.sources = {}                                              # what was actually loaded, per task
         for task_id, task in enumerate(tasks):
             d = collect_data.load_dataset(task, dataset, data_dir)  # raises with the command that makes the data
+            meta = d["metadata"]
+            self.sources[task] = {"episodes": meta["dataset_episodes"], "of": meta["episodes"],
+                                  "seed": meta["seed"], "schedule": meta["schedule"]["name"]}
             obs.append(d["observations"])
             act.append(d["actions"])
             rew.append(d["rewards"])
@@ -1256,7 +1260,8 @@ def main(argv: list[str] | None = None) -> int:
     timing = ", ".join(f"{name} {sec:.0f} s ({trainer.state.phase_iters_per_s.get(name, 0):.1f} it/s)"
                        for name, sec in trainer.state.phase_seconds.items())
     print(f"wall time: data {data_seconds:.0f} s, {timing}, evaluation {results['eval_seconds']:.0f} s")
-    summary = {"config": dataclasses.asdict(cfg), "preset": args.preset, "tasks": trainer.tasks, **results,
+    summary = {"config": dataclasses.asdict(cfg), "preset": args.preset, "tasks": trainer.tasks,
+               "data": trainer.data.sources, **results,
                "data_seconds": data_seconds, "phase_seconds": trainer.state.phase_seconds,
                "phase_iters_per_s": trainer.state.phase_iters_per_s, "device": str(device),
                "versions": library_versions()}

@@ -432,6 +432,7 @@ def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
         assert abs(sum(results["per_task"][task]["skill_usage"]) - 1) < 1e-3
     assert results["episodes_per_task"] == TINY["eval_episodes"]
     assert set(results["phase_seconds"]) == {"extract", "policy"}
+    assert {task: src["episodes"] for task, src in results["data"].items()} == {task: EPISODES for task in TASKS}
     lines = [json.loads(line) for line in (run_a / "metrics.jsonl").read_text().splitlines()]
     assert {line["phase"] for line in lines} == {"extract", "policy"}
     # An interrupted-and-resumed run ends with the same weights as one that ran straight through.
