@@ -418,7 +418,7 @@ def load_dataset(task: str, quality: str, data_dir) -> dict[str, np.ndarray]:
     return data
 
 
-def _write_atomically(path: pathlib.Path, write) -> None:
+def write_atomically(path: pathlib.Path, write) -> None:
     """write(file) into a temporary file beside `path`, then rename it over `path`: a reader or a later run never
     sees a half-written file, even if this process is killed (os.replace is atomic within a folder)."""
     tmp = _temp_path(path)
@@ -435,7 +435,7 @@ def _write_atomically(path: pathlib.Path, write) -> None:
 def _write_task_file(path: pathlib.Path, arrays: dict[str, np.ndarray], metadata: dict) -> None:
     # Compressed: 2.9x smaller than np.savez (3.1 vs 8.9 MB per 100 push-v3 episodes) for 0.14 s more per
     # 100 episodes, ~1% of the wall time of collecting them with 2 workers; loading takes 0.02 s.
-    _write_atomically(path, lambda f: np.savez_compressed(f, **arrays, metadata=np.array(json.dumps(metadata))))
+    write_atomically(path, lambda f: np.savez_compressed(f, **arrays, metadata=np.array(json.dumps(metadata))))
 
 
 # =====================================================================================================================
@@ -626,7 +626,7 @@ def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None,
                "versions": _versions(), "reused": reuse,
                "tasks": {task: summaries[task] for task in tasks}}
     summary["mean"] = _mean_summary(list(summary["tasks"].values()))
-    _write_atomically(data_dir / "summary.json", lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))
+    write_atomically(data_dir / "summary.json", lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))
     if verbose:
         print(format_summary(summary))
     return summary

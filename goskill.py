@@ -246,16 +246,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    """Write to a temporary name in the same folder, then rename: an interrupt never leaves a truncated file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save through collect_data.write_atomically (temporary file + rename, removed on failure): an
+    interrupt never leaves a truncated checkpoint."""
+    collect_data.write_atomically(path, lambda f: torch.save(obj, f))
 
 
 def atomic_write_json(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    collect_data.write_atomically(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
 
 
 def library_versions() -> dict:
