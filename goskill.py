@@ -94,7 +94,10 @@ class Config:
     device: str = "auto"
     """auto (cuda if available), cpu or cuda."""
     out: str = ""
-    """Run folder; empty = runs/<tasks>-<dataset>-<preset>-seed<seed>."""
+    """Run folder; empty = runs/<tasks>-<dataset>-<preset>[-<algo>]-seed<seed>."""
+    algo: str = "goskill"
+    """goskill, or prompt-dt: the flat baseline (same transformer, prompt, data, iterations and evaluation; predicts
+    actions with an MSE loss, no skills); it trains for extract_iters + policy_iters iterations (authors: 100k)."""
 
     # --- skills (Sec. 4.1 of the paper; authors' skill_dt.json) ---------------------------------------------------
     skill_horizon: int = 10
@@ -113,6 +116,8 @@ class Config:
     """Fraction of extraction after which codes are no longer re-seeded, so the library settles before labelling."""
     encoder_hidden: int = 256
     """Width of the goal encoder MLP."""
+    quantize: bool = True
+    """Vector-quantise skills (off = ablation "w/o VQ": continuous skills, the policy regresses the goal embedding)."""
 
     # --- transformers (decoder and policy share one class and these sizes, as the authors' GPT-2 configs do) ----
     n_embd: int = 256
@@ -213,6 +218,8 @@ PRESETS: dict[str, dict] = {
         "checkpoint_interval": 1000,
     },
 }
+
+ALGOS = ("goskill", "prompt-dt")
 
 # Fields that only steer a run (where it writes, what it runs on); a checkpoint may be resumed or evaluated
 # with other values for them. Every other field must match the checkpoint's config.
@@ -548,10 +555,12 @@ class SkillDecoder(nn.Module):
 
 
 class SkillModel(nn.Module):
-    """Goal encoder + skill library + skill decoder: everything phase 1 trains together."""
+    """Goal encoder + skill library + skill decoder: everything phase 1 trains together.
+    quantize=False (ablation "w/o VQ"): the codebook is bypassed and a skill is its continuous goal embedding."""
 
     def __init__(self, cfg: Config, state_dim: int, action_dim: int):
         super().__init__()
+        self.quantize = cfg.quantize
         self.encoder = GoalEncoder(state_dim, cfg.code_dim, cfg.encoder_hidden)
         self.quantizer = VectorQuantizer(cfg.num_codes, cfg.code_dim, cfg.vq_beta)
         self.decoder = SkillDecoder(state_dim, action_dim, cfg.code_dim, cfg.skill_horizon,
@@ -559,8 +568,15 @@ class SkillModel(nn.Module):
 
     @torch.no_grad()
     def label(self, start: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        """Skill index of the change start -> goal, both (B, S_OBS) normalised: (B,)."""
-        return self.quantizer.nearest(self.encoder(goal - start))
+        """Skill of the change start -> goal, both (B, S_OBS) normalised: index (B,), or without VQ the
+        embedding (B, D)."""
+        z_e = self.encoder(goal - start)
+        return self.quantizer.nearest(z_e) if self.quantize else z_e.float()
+
+    def skill_vector(self, skill: torch.Tensor) -> torch.Tensor:
+        """What the decoder and the policy's skill tokens receive: the code of an index (...,) -> (..., D);
+        without VQ the skill already is that vector."""
+        return self.quantizer.codebook.detach()[skill] if self.quantize else skill
 
 
 # =====================================================================================================================
@@ -568,51 +584,66 @@ class SkillModel(nn.Module):
 # =====================================================================================================================
 
 
-class SkillPolicy(nn.Module):
-    """High-level policy: every H env steps it picks one of M skills.
+class PromptDT(nn.Module):
+    """Prompt decision transformer (Xu et al., 2022): steps of three tokens (R_j, s_j, x_j), a return-to-go /
+    rtg_scale, a normalised state and the decision x_j taken there, preceded by a prompt of P steps from one of
+    the task's best trajectories (embedded by separate layers, not passed through embed_ln, as in Prompt-DT).
+    The prompt is how the task is identified; no task id reaches the model. The output for step j is read at
+    the state token, so it sees R_j, s_j and all earlier steps but never x_j itself.
 
-    One skill step j carries three tokens (R_j, s_j, skill_j): return-to-go / rtg_scale, normalised state, and the
-    64-d code vector of the skill executed from there (authors' embed_skill_encode). Logits over skills are read
-    at the state token, so the choice for step j sees R_j, s_j and all earlier steps but not skill_j.
-    The task is identified only by the prompt: the last P skill steps of one of the task's best trajectories,
-    embedded by separate layers and prepended (Prompt-DT); no task id reaches the model.
-    Timestep embeddings are indexed by the skill-level timestep floor(t / H)."""
+    One class, two uses, which is the whole difference between the methods compared in the README:
+      flat Prompt-DT baseline   one step = one env step, x = the action (A,),   head -> action (tanh), MSE loss
+      GO-Skill's SkillPolicy    one step = H env steps,  x = the skill's vector, head -> logits over M skills"""
 
-    def __init__(self, state_dim: int, code_dim: int, num_codes: int, max_skill_steps: int,
-                 n_embd: int, n_layer: int, n_head: int, dropout: float):
+    def __init__(self, state_dim: int, token_dim: int, out_dim: int, max_timesteps: int,
+                 n_embd: int, n_layer: int, n_head: int, dropout: float, tanh_head: bool):
         super().__init__()
         self.embed_return, self.prompt_embed_return = nn.Linear(1, n_embd), nn.Linear(1, n_embd)
         self.embed_state, self.prompt_embed_state = nn.Linear(state_dim, n_embd), nn.Linear(state_dim, n_embd)
-        self.embed_skill, self.prompt_embed_skill = nn.Linear(code_dim, n_embd), nn.Linear(code_dim, n_embd)
-        self.embed_timestep = nn.Embedding(max_skill_steps, n_embd)
-        self.prompt_embed_timestep = nn.Embedding(max_skill_steps, n_embd)
+        self.embed_token, self.prompt_embed_token = nn.Linear(token_dim, n_embd), nn.Linear(token_dim, n_embd)
+        self.embed_timestep = nn.Embedding(max_timesteps, n_embd)
+        self.prompt_embed_timestep = nn.Embedding(max_timesteps, n_embd)
         self.embed_ln = nn.LayerNorm(n_embd)
         self.transformer = CausalTransformer(n_embd, n_layer, n_head, dropout)
-        self.predict_skill = nn.Linear(n_embd, num_codes)
+        self.head = nn.Sequential(nn.Linear(n_embd, out_dim), nn.Tanh() if tanh_head else nn.Identity())
 
     @staticmethod
-    def _interleave(r: torch.Tensor, s: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    def _interleave(r: torch.Tensor, s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         b, n, c = r.shape
-        return torch.stack([r, s, k], dim=2).reshape(b, 3 * n, c)     # (B, 3N, C): R_0, s_0, k_0, R_1, ...
+        return torch.stack([r, s, x], dim=2).reshape(b, 3 * n, c)     # (B, 3N, C): R_0, s_0, x_0, R_1, ...
 
-    def forward(self, rtg, states, skills, timesteps, valid, prompt) -> torch.Tensor:
-        """rtg (B, K), states (B, K, S_OBS), skills (B, K, D), timesteps (B, K) long, valid (B, K) bool,
-        prompt: dict with the same keys for (B, P) (all valid) -> skill logits (B, K, M)."""
+    def forward(self, rtg, states, tokens, timesteps, valid, prompt) -> torch.Tensor:
+        """rtg (B, K), states (B, K, S_OBS), tokens (B, K, X) the decisions, timesteps (B, K) long, valid (B, K)
+        bool, prompt: dict with keys rtg/states/tokens/timesteps of shape (B, P, ...) (all valid) -> (B, K, out)."""
         k_len = states.shape[1]
         time = self.embed_timestep(timesteps)
         main = self._interleave(self.embed_return(rtg[..., None]) + time, self.embed_state(states) + time,
-                                self.embed_skill(skills) + time)
+                                self.embed_token(tokens) + time)
         main = self.embed_ln(main)                                     # (B, 3K, C); prompt tokens skip this LN
         p_time = self.prompt_embed_timestep(prompt["timesteps"])
         pre = self._interleave(self.prompt_embed_return(prompt["rtg"][..., None]) + p_time,
                                self.prompt_embed_state(prompt["states"]) + p_time,
-                               self.prompt_embed_skill(prompt["skills"]) + p_time)   # (B, 3P, C)
+                               self.prompt_embed_token(prompt["tokens"]) + p_time)   # (B, 3P, C)
         valid_tokens = torch.cat([torch.ones(pre.shape[:2], dtype=torch.bool, device=valid.device),
                                   valid.repeat_interleave(3, dim=1)], dim=1)         # (B, 3P + 3K)
         h = self.transformer(torch.cat([pre, main], dim=1), valid_tokens)
         h_state = h[:, pre.shape[1]:][:, 1::3]                          # state tokens of the context: (B, K, C)
         assert h_state.shape[1] == k_len
-        return self.predict_skill(h_state)
+        return self.head(h_state)
+
+
+class SkillPolicy(PromptDT):
+    """GO-Skill's high-level policy: every H env steps it picks one of M skills.
+
+    The decision token is the D-dim code vector of the skill executed from there (authors' embed_skill_encode);
+    the output is M logits, trained with the focal loss. Timestep embeddings are indexed by the skill-level
+    timestep floor(t / H). Ablation "w/o VQ" (continuous=True): the skill is the goal embedding itself, and the
+    policy regresses it (D outputs in (-1, 1) like the encoder's, MSE loss) instead of classifying a code."""
+
+    def __init__(self, state_dim: int, code_dim: int, num_codes: int, max_skill_steps: int,
+                 n_embd: int, n_layer: int, n_head: int, dropout: float, continuous: bool = False):
+        super().__init__(state_dim, code_dim, code_dim if continuous else num_codes, max_skill_steps,
+                         n_embd, n_layer, n_head, dropout, tanh_head=continuous)
 
 
 def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float, alpha: float,
@@ -681,57 +712,70 @@ def skill_loss(skills: SkillModel, batch: dict[str, torch.Tensor], train_codeboo
          z_e = f(s_{t+H} - s_t),  z_q = VQ(z_e),  g_i = f(s_{t+i} - s_t)
          L_act = mean over valid steps i and action dims of (pi(z_q, g_<=i, s_<=i, a_<i) - a_{t+i})^2
     Phase 3, skill enhancement (train_codebook=False), the authors' L2: the same L_act with encoder and codebook
-    frozen (z_q and g computed without gradient, no VQ term), so only the decoder learns."""
+    frozen (z_q and g computed without gradient, no VQ term), so only the decoder learns.
+    Ablation w/o VQ (skills.quantize False): z_q = z_e and L = L_act; the decoder sees the continuous embedding."""
     states, mask = batch["states"], batch["mask"]                      # (B, H, S_OBS), (B, H)
     with torch.set_grad_enabled(train_codebook and torch.is_grad_enabled()):
         z_e = skills.encoder(batch["goal"] - batch["start"])           # (B, D)
-        z_q, codes, vq_loss = skills.quantizer(z_e)                     # (B, D), (B,), ()
+        if skills.quantize:
+            z_q, codes, vq_loss = skills.quantizer(z_e)                 # (B, D), (B,), ()
+        else:
+            z_q, codes, vq_loss = z_e.float(), None, None
         progress = skills.encoder(states - batch["start"][:, None])     # (B, H, D)
     pred = skills.decoder(z_q, progress, states, batch["actions"])      # (B, H, A)
     per_step = (pred.float() - batch["actions"]).pow(2).mean(-1)        # (B, H)
     action_loss = (per_step * mask).sum() / mask.sum()
-    loss = action_loss + vq_loss if train_codebook else action_loss
+    metrics = {"loss/action": action_loss.detach(), "_codes": codes, "_z_e": z_e.detach()}
+    if codes is None:
+        return action_loss, metrics
     usage = torch.bincount(codes, minlength=skills.quantizer.codebook.shape[0]).float()
     p = usage / usage.sum()
-    metrics = {"loss/action": action_loss.detach(), "vq/perplexity": torch.exp(-(p * p.clamp(min=1e-12).log()).sum())}
-    if train_codebook:
-        metrics["loss/vq"] = vq_loss.detach()
-    return loss, {**metrics, "_codes": codes, "_z_e": z_e.detach()}
+    metrics["vq/perplexity"] = torch.exp(-(p * p.clamp(min=1e-12).log()).sum())
+    if not train_codebook:                                             # enhancement: the VQ term has no gradient
+        return action_loss, metrics
+    metrics["loss/vq"] = vq_loss.detach()
+    return action_loss + vq_loss, metrics
 
 
-def policy_batch(data: OfflineData, labels: torch.Tensor, codebook: torch.Tensor, prompts: dict,
-                 cfg: Config, rng: np.random.Generator) -> dict:
-    """Sequences of K skill steps t_j = t_0 + jH with t_0 uniform in [-(K-1)H, T-1-(K-1)H] (authors: any offset),
-    so the last step covers every t in [0, T-1]; steps before 0 are left-padded and masked. Targets are the
-    pre-computed skill labels k_{t_j}; each sample gets a prompt from one of its task's best trajectories
-    (authors' stochastic_prompt)."""
-    H, K, T = cfg.skill_horizon, cfg.context_skills, data.horizon
+def policy_batch(data: OfflineData, targets: torch.Tensor, to_token, prompts: dict, step: int, cfg: Config,
+                 rng: np.random.Generator) -> dict:
+    """Sequences of K decision steps t_j = t_0 + j*step with t_0 uniform in [-(K-1)step, T-1-(K-1)step] (authors:
+    any offset), so the last step covers every t in [0, T-1]; steps before 0 are left-padded and masked.
+    step = H for GO-Skill (targets: the pre-computed skill labels (E, T), or (E, T, D) embeddings without VQ;
+    to_token maps a label to its skill vector) and 1 for Prompt-DT (targets: the actions (E, T, A), to_token the
+    identity). Each sample gets a prompt from one of its task's best trajectories (authors' stochastic_prompt)."""
+    K, T = cfg.context_skills, data.horizon
     ep, task = data.sample_episodes(rng, cfg.sequences_per_task)
-    t0 = rng.integers(-(K - 1) * H, T - (K - 1) * H, size=len(ep))
-    t = torch.as_tensor(t0[:, None] + H * np.arange(K), device=data.device)       # (B, K)
+    t0 = rng.integers(-(K - 1) * step, T - (K - 1) * step, size=len(ep))
+    t = torch.as_tensor(t0[:, None] + step * np.arange(K), device=data.device)    # (B, K)
     valid = t >= 0
     t = t.clamp(min=0)
     e = torch.as_tensor(ep, device=data.device)[:, None]
-    target = labels[e, t]                                                           # (B, K)
+    target = targets[e, t]                                                          # (B, K) or (B, K, X)
     which = torch.as_tensor(task * cfg.prompt_trajectories + rng.integers(0, cfg.prompt_trajectories, len(ep)),
                             device=data.device)
     return {
         "rtg": data.rtg[e, t] / cfg.rtg_scale * valid,
         "states": data.observations[e, t] * valid[..., None],
-        "skills": codebook[target] * valid[..., None],
-        "timesteps": torch.div(t, H, rounding_mode="floor") * valid,
+        "tokens": to_token(target).float() * valid[..., None],
+        "timesteps": torch.div(t, step, rounding_mode="floor") * valid,
         "valid": valid,
         "target": target,
         "prompt": {key: value[which] for key, value in prompts.items()},
     }
 
 
-def policy_loss(policy: SkillPolicy, batch: dict, cfg: Config) -> tuple[torch.Tensor, dict]:
-    """L3: focal loss between the policy's skill logits at every valid skill step and the skill label."""
-    logits = policy(batch["rtg"], batch["states"], batch["skills"], batch["timesteps"], batch["valid"],
-                    batch["prompt"])                                   # (B, K, M)
-    flat_logits, flat_target = logits.reshape(-1, logits.shape[-1]), batch["target"].reshape(-1)
-    weights = batch["valid"].reshape(-1).float()
+def policy_loss(policy: PromptDT, batch: dict, cfg: Config) -> tuple[torch.Tensor, dict]:
+    """L3 at every valid step: the focal loss between skill logits and skill labels (GO-Skill); for a vector
+    target (Prompt-DT's actions, or skill embeddings without VQ) the mean squared error instead."""
+    out = policy(batch["rtg"], batch["states"], batch["tokens"], batch["timesteps"], batch["valid"],
+                 batch["prompt"])                                      # (B, K, M) logits, or (B, K, X)
+    weights = batch["valid"].reshape(-1).float()                       # (B*K,)
+    if batch["target"].dtype != torch.long:                            # regression
+        per_step = (out.float() - batch["target"].float()).pow(2).mean(-1).reshape(-1)
+        loss = (per_step * weights).sum() / weights.sum()
+        return loss, {"loss/policy": loss.detach()}
+    flat_logits, flat_target = out.reshape(-1, out.shape[-1]), batch["target"].reshape(-1)
     loss = focal_loss(flat_logits, flat_target, cfg.focal_gamma, cfg.focal_alpha, weights)
     correct = ((flat_logits.argmax(-1) == flat_target).float() * weights).sum() / weights.sum()
     return loss, {"loss/policy": loss.detach(), "policy/accuracy": correct}
@@ -739,33 +783,34 @@ def policy_loss(policy: SkillPolicy, batch: dict, cfg: Config) -> tuple[torch.Te
 
 @torch.no_grad()
 def label_all(skills: SkillModel, data: OfflineData, cfg: Config, chunk: int = 50) -> torch.Tensor:
-    """Skill index of every step t of every episode: nearest code of f(s_{min(t+H,T)} - s_t). (E, T) long.
-    Done in chunks of episodes (authors: 50) to bound memory on MT50."""
+    """Skill of every step t of every episode: nearest code of f(s_{min(t+H,T)} - s_t), (E, T) long; without VQ
+    the embedding itself, (E, T, D). Done in chunks of episodes (authors: 50) to bound memory on MT50."""
     H, T = cfg.skill_horizon, data.horizon
     goal_index = torch.arange(T, device=data.device).add(H).clamp(max=T)
     out = []
     for lo in range(0, data.num_episodes, chunk):
         obs = data.observations[lo:lo + chunk]                          # (c, T+1, S_OBS)
-        out.append(skills.label(obs[:, :T].reshape(-1, obs.shape[-1]),
-                                obs[:, goal_index].reshape(-1, obs.shape[-1])).view(-1, T))
+        skill = skills.label(obs[:, :T].reshape(-1, obs.shape[-1]), obs[:, goal_index].reshape(-1, obs.shape[-1]))
+        out.append(skill.view(len(obs), T, *skill.shape[1:]))
     return torch.cat(out)
 
 
-def build_prompts(data: OfflineData, labels: torch.Tensor, codebook: torch.Tensor, cfg: Config) -> dict:
-    """Per task, the last P skill steps (t = T - PH, ..., T - H) of each of its `prompt_trajectories` best
-    episodes: tensors of shape (num_tasks * n_prompt, P, ...), task-major. Also each task's target return for
-    evaluation = the best prompt episode's return (authors)."""
-    H, P, T = cfg.skill_horizon, cfg.prompt_skills, data.horizon
+def build_prompts(data: OfflineData, targets: torch.Tensor, to_token, step: int, cfg: Config) -> tuple[dict, torch.Tensor]:
+    """Per task, the last P decision steps (t = T - P*step, ..., T - step) of each of its `prompt_trajectories`
+    best episodes, with decisions as in policy_batch (skill vectors for GO-Skill with step H, actions for
+    Prompt-DT with step 1): tensors of shape (num_tasks * n_prompt, P, ...), task-major.
+    Also each task's target return for evaluation = the best prompt episode's return (authors)."""
+    P, T = cfg.prompt_skills, data.horizon
     best = np.stack([data.best_episodes(i, cfg.prompt_trajectories) for i in range(len(data.tasks))])   # (N, n)
     if best.shape[1] < cfg.prompt_trajectories:
         raise ValueError(f"each task needs >= {cfg.prompt_trajectories} episodes for prompts")
     e = torch.as_tensor(best.ravel(), device=data.device)[:, None]
-    t = torch.arange(T - P * H, T, H, device=data.device)[None].expand(len(e), P)      # (N*n, P)
+    t = torch.arange(T - P * step, T, step, device=data.device)[None].expand(len(e), P)   # (N*n, P)
     return {
         "rtg": data.rtg[e, t] / cfg.rtg_scale,
         "states": data.observations[e, t],
-        "skills": codebook[labels[e, t]],
-        "timesteps": torch.div(t, H, rounding_mode="floor"),
+        "tokens": to_token(targets[e, t]).float(),
+        "timesteps": torch.div(t, step, rounding_mode="floor"),
     }, torch.as_tensor(data.episode_return[best[:, 0]], dtype=torch.float32)
 
 
@@ -782,6 +827,77 @@ def format_table(rows: dict[str, list[float]], num_codes: int, title: str) -> st
     head = f"{title:<28}" + "".join(f"{k:>5}" for k in range(num_codes))
     lines = [head] + [f"{name:<28}" + "".join(f"{100 * v:5.0f}" for v in row) for name, row in rows.items()]
     return "\n".join(lines)
+
+
+SKILL_SYMBOLS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"   # one character per skill index
+
+
+def format_sequences(sequences: dict[str, list[int]], horizon: int) -> str:
+    """The skill index along one trajectory per task as text, one character per H steps (0-9, a-z, A-Z)."""
+    lines = [f"skill index along each task's best episode, one character per {horizon} steps:"]
+    lines += [f"{task:<28}" + "".join(SKILL_SYMBOLS[k] if k < len(SKILL_SYMBOLS) else "?" for k in seq)
+              for task, seq in sequences.items()]
+    return "\n".join(lines)
+
+
+def _pyplot():
+    """matplotlib.pyplot with a file-only backend, or None with a one-line note: the pictures are an optional
+    extra (pip install matplotlib); the same tables are always printed and saved as JSON."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("note: matplotlib is not installed, so no PNGs were drawn (pip install matplotlib); "
+              "the tables printed above are the same data")
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_heatmap(rows: dict[str, list[float]], title: str, path: Path) -> None:
+    """Tasks x skills heatmap of shares, written atomically as PNG."""
+    plt = _pyplot()
+    if plt is None:
+        return
+    values = np.array(list(rows.values()))                             # (tasks, M)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.35 * values.shape[1], 1.0 + 0.3 * len(rows)))
+    im = ax.imshow(values, cmap="viridis", vmin=0, aspect="auto")
+    ax.set_yticks(range(len(rows)), list(rows))
+    ax.set_xticks(range(values.shape[1]))
+    ax.set_xlabel("skill index")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_skills(tables: dict, horizon: int, out: Path) -> None:
+    """skill_usage.png (the task x skill table of the labelled data) and skill_trajectories.png (the skill index
+    along each task's best episode, one colour per skill), the seed summary's first sanity check."""
+    plt = _pyplot()
+    if plt is None:
+        return
+    plot_heatmap({"all data": tables["share"], **tables["task_skill_share"]},
+                 "skill usage in the labelled data (share of steps)", out / "skill_usage.png")
+    seqs = tables["best_episode_skills"]
+    num_codes = len(tables["share"])
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.3 * len(seqs)))
+    im = ax.imshow(np.array(list(seqs.values())), cmap="tab20" if num_codes <= 20 else "nipy_spectral",
+                   vmin=-0.5, vmax=num_codes - 0.5, aspect="auto", interpolation="nearest",
+                   extent=(0, horizon * len(next(iter(seqs.values()))), len(seqs) - 0.5, -0.5))
+    ax.set_yticks(range(len(seqs)), list(seqs))
+    ax.set_xlabel("env step of the task's best episode in the data")
+    ax.set_title("skill index along trajectories", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03, ticks=range(num_codes), label="skill")
+    fig.tight_layout()
+    _save_figure(fig, out / "skill_trajectories.png")
+    plt.close(fig)
+
+
+def _save_figure(fig, path: Path) -> None:
+    collect_data.write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    print(f"wrote {path}")
 
 
 # =====================================================================================================================
@@ -851,17 +967,80 @@ class EnvPool:
                 proc.join(timeout=10)
 
 
+class SkillAgent:
+    """GO-Skill's two-level control of E environments at once. Every H steps the skill policy picks a skill
+    (argmax over M; without VQ its regressed embedding) from the last K skill steps; the decoder then acts for
+    exactly H steps (deterministic, no sampling), seeing the skill, the states so far and their progress."""
+
+    def __init__(self, skills: SkillModel, policy: SkillPolicy, prompt: dict, cfg: Config, n_env: int,
+                 device: torch.device):
+        self.skills, self.policy, self.prompt, self.cfg = skills, policy, prompt, cfg
+        n_steps = math.ceil(collect_data.EPISODE_LENGTH / cfg.skill_horizon)
+        self.hist = {"rtg": torch.zeros(n_env, n_steps, device=device),
+                     "states": torch.zeros(n_env, n_steps, collect_data.OBS_DIM, device=device),
+                     "tokens": torch.zeros(n_env, n_steps, cfg.code_dim, device=device),
+                     "timesteps": torch.arange(n_steps, device=device).expand(n_env, n_steps)}
+        self.seg_states = torch.zeros(n_env, cfg.skill_horizon, collect_data.OBS_DIM, device=device)
+        self.seg_actions = torch.zeros(n_env, cfg.skill_horizon, collect_data.ACT_DIM, device=device)
+
+    def act(self, t: int, s: torch.Tensor, rtg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """s (E, S_OBS) normalised, rtg (E,) -> action (E, A), and the skill index chosen at this step (E,) when
+        a skill starts (None otherwise, and always without VQ)."""
+        H, K = self.cfg.skill_horizon, self.cfg.context_skills
+        i, j = t % H, t // H
+        chosen = None
+        if i == 0:                                                     # high level: choose a skill
+            self.hist["rtg"][:, j], self.hist["states"][:, j] = rtg / self.cfg.rtg_scale, s
+            lo = max(0, j - K + 1)
+            window = {k: v[:, lo:j + 1] for k, v in self.hist.items()}
+            valid = torch.ones(s.shape[0], j + 1 - lo, dtype=torch.bool, device=s.device)
+            out = self.policy(window["rtg"], window["states"], window["tokens"], window["timesteps"], valid,
+                              self.prompt)[:, -1].float()             # (E, M) logits, or (E, D) without VQ
+            chosen = out.argmax(-1) if self.skills.quantize else None
+            self.code = self.skills.skill_vector(chosen if chosen is not None else out)    # (E, D)
+            self.hist["tokens"][:, j] = self.code
+            self.seg_states.zero_(), self.seg_actions.zero_()
+            self.start = s
+        self.seg_states[:, i] = s                                      # low level: one action of the skill
+        progress = self.skills.encoder(self.seg_states[:, :i + 1] - self.start[:, None])   # (E, i+1, D)
+        action = self.skills.decoder(self.code, progress, self.seg_states[:, :i + 1],
+                                     self.seg_actions[:, :i + 1])[:, i].float()
+        self.seg_actions[:, i] = action
+        return action, chosen
+
+
+class ActionAgent:
+    """The flat Prompt-DT baseline on E environments: every env step, one forward over the last K steps."""
+
+    def __init__(self, policy: PromptDT, prompt: dict, cfg: Config, n_env: int, device: torch.device):
+        self.policy, self.prompt, self.cfg = policy, prompt, cfg
+        T = collect_data.EPISODE_LENGTH
+        self.hist = {"rtg": torch.zeros(n_env, T, device=device),
+                     "states": torch.zeros(n_env, T, collect_data.OBS_DIM, device=device),
+                     "tokens": torch.zeros(n_env, T, collect_data.ACT_DIM, device=device),
+                     "timesteps": torch.arange(T, device=device).expand(n_env, T)}
+
+    def act(self, t: int, s: torch.Tensor, rtg: torch.Tensor) -> tuple[torch.Tensor, None]:
+        self.hist["rtg"][:, t], self.hist["states"][:, t] = rtg / self.cfg.rtg_scale, s
+        lo = max(0, t - self.cfg.context_skills + 1)
+        window = {k: v[:, lo:t + 1] for k, v in self.hist.items()}
+        valid = torch.ones(s.shape[0], t + 1 - lo, dtype=torch.bool, device=s.device)
+        action = self.policy(window["rtg"], window["states"], window["tokens"], window["timesteps"], valid,
+                             self.prompt)[:, -1].float()                # (E, A)
+        self.hist["tokens"][:, t] = action
+        return action, None
+
+
 @torch.no_grad()
-def evaluate(skills: SkillModel, policy: SkillPolicy, tasks: list[str], prompts: dict, target_returns: torch.Tensor,
-             state_mean: np.ndarray, state_std: np.ndarray, cfg: Config, device: torch.device,
-             episodes: int, seed: int, workers: int) -> dict:
+def evaluate(make_agent, tasks: list[str], prompts: dict, target_returns: torch.Tensor, state_mean: np.ndarray,
+             state_std: np.ndarray, cfg: Config, device: torch.device, episodes: int, seed: int,
+             workers: int) -> dict:
     """Runs `episodes` episodes per task, every one on a fresh goal/object variant whose seed comes from the
-    "eval" stream of collect_data.variant_seed (disjoint from the data's). Every H steps the policy picks a skill
-    by argmax; the decoder then acts for exactly H steps (deterministic, no sampling). RTG starts at the task's
-    target return and is decremented by every reward (authors). Success = success at any step (MetaWorld
-    convention); return = undiscounted sum over the 500 steps (the paper's metric)."""
-    skills.eval(), policy.eval()
-    H, K, T = cfg.skill_horizon, cfg.context_skills, collect_data.EPISODE_LENGTH
+    "eval" stream of collect_data.variant_seed (disjoint from the data's). All tasks' environments step together;
+    `make_agent(prompt, n_env)` returns the batched policy (SkillAgent or ActionAgent) for one round of them.
+    RTG starts at the task's target return and is decremented by every reward (authors). Success = success at
+    any step (MetaWorld convention); return = undiscounted sum over the 500 steps (the paper's metric)."""
+    T = collect_data.EPISODE_LENGTH
     n_tasks, per_round = len(tasks), min(cfg.eval_parallel, episodes)
     rounds = math.ceil(episodes / per_round)
     env_task = np.repeat(np.arange(n_tasks), per_round)               # (E,) task of each env, task-major
@@ -872,7 +1051,6 @@ def evaluate(skills: SkillModel, policy: SkillPolicy, tasks: list[str], prompts:
     choice = np.arange(n_tasks) * cfg.prompt_trajectories + prompt_rng.integers(0, cfg.prompt_trajectories, n_tasks)
     prompt = {k: v[torch.as_tensor(choice[env_task], device=device)] for k, v in prompts.items()}
     mean, std = (torch.as_tensor(x, device=device) for x in (state_mean, state_std))
-    codebook = skills.quantizer.codebook
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.amp)
     returns = np.zeros((n_tasks, rounds * per_round))
     success = np.zeros((n_tasks, rounds * per_round), bool)
@@ -882,39 +1060,19 @@ def evaluate(skills: SkillModel, policy: SkillPolicy, tasks: list[str], prompts:
     try:
         for r in range(rounds):
             episode_ids = r * per_round + np.arange(n_env) % per_round
+            kept = episode_ids < episodes                              # the last round may run extra episodes
             obs = pool.reset([collect_data.variant_seed(seed, tasks[ti], int(ep), "eval")
                               for ti, ep in zip(env_task, episode_ids)])
+            agent = make_agent(prompt, n_env)
             rtg = target_returns.to(device)[env_task].clone()                           # (E,)
-            n_steps = math.ceil(T / H)
-            hist = {"rtg": torch.zeros(n_env, n_steps, device=device),
-                    "states": torch.zeros(n_env, n_steps, obs.shape[1], device=device),
-                    "skills": torch.zeros(n_env, n_steps, cfg.code_dim, device=device),
-                    "timesteps": torch.arange(n_steps, device=device).expand(n_env, n_steps)}
             ep_return, ep_success = np.zeros(n_env), np.zeros(n_env, bool)
             for t in range(T):
                 s = (torch.as_tensor(obs, dtype=torch.float32, device=device) - mean) / std    # (E, S_OBS)
-                i, j = t % H, t // H
-                if i == 0:                                             # high level: choose a skill
-                    hist["rtg"][:, j], hist["states"][:, j] = rtg / cfg.rtg_scale, s
-                    lo = max(0, j - K + 1)
-                    window = {k: v[:, lo:j + 1] for k, v in hist.items()}
-                    with autocast:
-                        logits = policy(window["rtg"], window["states"], window["skills"], window["timesteps"],
-                                        torch.ones(n_env, j + 1 - lo, dtype=torch.bool, device=device), prompt)
-                    skill_id = logits[:, -1].float().argmax(-1)           # (E,)
-                    code = codebook[skill_id]                          # (E, D)
-                    hist["skills"][:, j] = code
-                    kept = episode_ids < episodes                 # the last round may run extra episodes
-                    np.add.at(usage, (env_task[kept], skill_id.cpu().numpy()[kept]), 1)
-                    seg_states = torch.zeros(n_env, H, obs.shape[1], device=device)
-                    seg_actions = torch.zeros(n_env, H, collect_data.ACT_DIM, device=device)
-                    start = s
-                seg_states[:, i] = s                                   # low level: one action of the skill
                 with autocast:
-                    progress = skills.encoder(seg_states[:, :i + 1] - start[:, None])   # (E, i+1, D)
-                    action = skills.decoder(code, progress, seg_states[:, :i + 1], seg_actions[:, :i + 1])[:, i]
-                seg_actions[:, i] = action.float()
-                obs, reward, succ = pool.step(action.float().cpu().numpy())
+                    action, chosen = agent.act(t, s, rtg)
+                if chosen is not None:
+                    np.add.at(usage, (env_task[kept], chosen.cpu().numpy()[kept]), 1)
+                obs, reward, succ = pool.step(action.cpu().numpy())
                 rtg -= torch.as_tensor(reward, dtype=torch.float32, device=device)
                 ep_return += reward
                 ep_success |= succ
@@ -926,9 +1084,10 @@ def evaluate(skills: SkillModel, policy: SkillPolicy, tasks: list[str], prompts:
         bar.close()
     returns, success = returns[:, :episodes], success[:, :episodes]   # drop the last round's extra episodes
     per_task = {task: {"success_rate": float(success[i].mean()), "return_mean": float(returns[i].mean()),
-                       "return_std": float(returns[i].std()),
-                       "skill_usage": (usage[i] / usage[i].sum()).round(4).tolist()}
-                for i, task in enumerate(tasks)}
+                       "return_std": float(returns[i].std())} for i, task in enumerate(tasks)}
+    if usage.sum():                                                    # GO-Skill with VQ: which skills each task used
+        for i, task in enumerate(tasks):
+            per_task[task]["skill_usage"] = (usage[i] / usage[i].sum()).round(4).tolist()
     return {"episodes_per_task": episodes, "seed": seed, "per_task": per_task,
             "mean": {"success_rate": float(success.mean()), "return": float(returns.mean())}}
 
@@ -964,14 +1123,22 @@ class Trainer:
         self.tasks = collect_data.resolve_tasks(cfg.tasks)
         self.rng = set_seed(cfg.seed)
         self.torch_gen = torch.Generator().manual_seed(cfg.seed)      # k-means starts and code re-seeding
-        self.skills = SkillModel(cfg, collect_data.OBS_DIM, collect_data.ACT_DIM).to(device)
-        self.policy = SkillPolicy(collect_data.OBS_DIM, cfg.code_dim, cfg.num_codes,
-                                  # skill-level timesteps 0..T/H (authors: a 1000-row table, of which 50 are used)
-                                  math.ceil(collect_data.EPISODE_LENGTH / cfg.skill_horizon) + 1,
-                                  cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.dropout).to(device)
-        self.skill_opt, self.skill_sched = make_optimizer(self.skills, cfg)
+        if cfg.algo == "prompt-dt":                                    # the flat baseline: no skills at all
+            self.skills = self.skill_opt = self.skill_sched = None
+            self.policy = PromptDT(collect_data.OBS_DIM, collect_data.ACT_DIM, collect_data.ACT_DIM,
+                                   collect_data.EPISODE_LENGTH, cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.dropout,
+                                   tanh_head=True).to(device)
+            self.state = RunState(phase="policy")
+        else:
+            self.skills = SkillModel(cfg, collect_data.OBS_DIM, collect_data.ACT_DIM).to(device)
+            self.policy = SkillPolicy(collect_data.OBS_DIM, cfg.code_dim, cfg.num_codes,
+                                      # skill-level timesteps 0..T/H (authors: a 1000-row table, 50 of them used)
+                                      math.ceil(collect_data.EPISODE_LENGTH / cfg.skill_horizon) + 1,
+                                      cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.dropout,
+                                      continuous=not cfg.quantize).to(device)
+            self.skill_opt, self.skill_sched = make_optimizer(self.skills, cfg)
+            self.state = RunState()
         self.policy_opt, self.policy_sched = make_optimizer(self.policy, cfg)
-        self.state = RunState()
         self.labels = self.prompts = self.target_returns = None
         self.data = None
         self.state_mean = self.state_std = None
@@ -998,11 +1165,14 @@ class Trainer:
     def save(self) -> None:
         atomic_torch_save({
             "config": dataclasses.asdict(self.cfg), "tasks": self.tasks, "state": dataclasses.asdict(self.state),
-            "skills": self.skills.state_dict(), "policy": self.policy.state_dict(),
-            "skill_opt": self.skill_opt.state_dict(), "skill_sched": self.skill_sched.state_dict(),
+            "skills": self.skills and self.skills.state_dict(), "policy": self.policy.state_dict(),
+            "skill_opt": self.skill_opt and self.skill_opt.state_dict(),
+            "skill_sched": self.skill_sched and self.skill_sched.state_dict(),
             "policy_opt": self.policy_opt.state_dict(), "policy_sched": self.policy_sched.state_dict(),
             "state_mean": self.state_mean, "state_std": self.state_std,
-            "labels": None if self.labels is None else self.labels.to(torch.int16).cpu(),
+            # int16 skill indices, or float16 embeddings without VQ
+            "labels": None if self.labels is None else self.labels.to(
+                torch.int16 if self.labels.dtype == torch.long else torch.float16).cpu(),
             "prompts": None if self.prompts is None else {k: v.cpu() for k, v in self.prompts.items()},
             "target_returns": self.target_returns, "last_used": self.last_used,
             "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
@@ -1012,14 +1182,17 @@ class Trainer:
         }, self.out / "checkpoint.pt")
 
     def load(self, ckpt: dict) -> None:
-        self.skills.load_state_dict(ckpt["skills"])
+        if self.skills is not None:
+            self.skills.load_state_dict(ckpt["skills"])
+            self.skill_opt.load_state_dict(ckpt["skill_opt"]), self.skill_sched.load_state_dict(ckpt["skill_sched"])
         self.policy.load_state_dict(ckpt["policy"])
-        self.skill_opt.load_state_dict(ckpt["skill_opt"]), self.skill_sched.load_state_dict(ckpt["skill_sched"])
         self.policy_opt.load_state_dict(ckpt["policy_opt"]), self.policy_sched.load_state_dict(ckpt["policy_sched"])
         self.state = RunState(**ckpt["state"])
         self.state_mean, self.state_std = ckpt["state_mean"], ckpt["state_std"]
         if ckpt["labels"] is not None:
-            self.labels = ckpt["labels"].long().to(self.device)
+            labels = ckpt["labels"]
+            self.labels = (labels.long() if labels.dtype == torch.int16 else labels.float()).to(self.device)
+        if ckpt["prompts"] is not None:
             self.prompts = {k: v.to(self.device) for k, v in ckpt["prompts"].items()}
             self.target_returns = ckpt["target_returns"]
         self.last_used = ckpt["last_used"].to(self.device)
@@ -1060,7 +1233,7 @@ class Trainer:
         cfg, data = self.cfg, self.data
         self.skills.train()
         params = list(self.skills.parameters())
-        needs_init = [not bool(self.skills.quantizer.initialised)]    # read once: a GPU sync per step otherwise
+        needs_init = [cfg.quantize and not bool(self.skills.quantizer.initialised)]   # read once: no sync per step
 
         def step(it: int) -> dict:
             ep, _ = data.sample_episodes(self.rng, cfg.segments_per_task)
@@ -1077,6 +1250,8 @@ class Trainer:
             with self.autocast():
                 loss, m = skill_loss(self.skills, batch, train_codebook=True)
             m["grad_norm"] = update(loss, params, self.skill_opt, self.skill_sched, cfg.grad_clip)
+            if not cfg.quantize:
+                return m
             self.last_used[torch.bincount(m["_codes"], minlength=cfg.num_codes) > 0] = it   # on the device
             if (it + 1) % cfg.log_interval == 0:                     # dead codes: checked when metrics are logged
                 # Codes no batch has chosen for `window` iterations (the log interval when re-seeding is off).
@@ -1096,33 +1271,45 @@ class Trainer:
         codebook; these labels are the policy's targets and the enhancement sampler's classes."""
         cfg, data = self.cfg, self.data
         self.skills.eval()
-        self.labels = label_all(self.skills, data, cfg)                                  # (E, T)
-        self.prompts, self.target_returns = build_prompts(data, self.labels, self.skills.quantizer.codebook.detach(), cfg)
-        tables = skill_tables(self.labels.cpu().numpy(), data.episode_task, self.tasks, cfg.num_codes)
+        self.labels = label_all(self.skills, data, cfg)                                  # (E, T) or (E, T, D)
+        self.prompts, self.target_returns = build_prompts(data, self.labels, self.skills.skill_vector,
+                                                          cfg.skill_horizon, cfg)
+        if not cfg.quantize:
+            print("w/o VQ: skills are continuous goal embeddings; no skill library to tabulate")
+            return
+        labels = self.labels.cpu().numpy()
+        tables = skill_tables(labels, data.episode_task, self.tasks, cfg.num_codes)
+        # The skill index along each task's best episode, one entry per H steps: does a skill mean the same
+        # thing (reach, grasp, push, ...) across tasks?
+        tables["best_episode_skills"] = {task: labels[data.best_episodes(i, 1)[0], ::cfg.skill_horizon].tolist()
+                                         for i, task in enumerate(self.tasks)}
         atomic_write_json(tables, self.out / "skills.json")
         print(format_table({"share of all data": tables["share"], **tables["task_skill_share"]}, cfg.num_codes,
                            "skill usage (% of steps)"))
+        print(format_sequences(tables["best_episode_skills"], cfg.skill_horizon))
         if tables["unused"]:
             print(f"codes never used after extraction: {tables['unused']} (excluded from enhancement)")
+        plot_skills(tables, cfg.skill_horizon, self.out)
 
     # ---- phases 2 + 3 -------------------------------------------------------------------------------------------
     def learn_policy(self) -> None:
         """Skill-policy learning (L3; the focal loss here, cross-entropy in the authors' trainer) interleaved with
-        skill enhancement (L2 on
-        class-balanced segments), as the authors' trainer does: one step of each per iteration. Encoder and
-        codebook are frozen here, so the labels never change and the two updates do not interact."""
+        skill enhancement (L2 on class-balanced segments), as the authors' trainer does: one step of each per
+        iteration. Encoder and codebook are frozen here, so the labels never change and the two updates do not
+        interact. Without VQ there are no classes: enhancement then draws segments uniformly."""
         cfg, data = self.cfg, self.data
         self.skills.encoder.requires_grad_(False)
         self.skills.quantizer.requires_grad_(False)
         decoder_params = list(self.skills.decoder.parameters())
         policy_params = list(self.policy.parameters())
-        codebook = self.skills.quantizer.codebook.detach()
-        sampler = ClassBalancedSampler(self.labels.cpu().numpy())       # classes = skills, items = (episode, t)
+        classes = self.labels.cpu().numpy() if cfg.quantize else np.zeros(data.num_episodes * data.horizon, int)
+        sampler = ClassBalancedSampler(classes)                        # classes = skills, items = (episode, t)
         enhance_batch = cfg.segments_per_task * len(self.tasks)
 
         def step(it: int) -> dict:
             self.policy.train()
-            batch = policy_batch(data, self.labels, codebook, self.prompts, cfg, self.rng)
+            batch = policy_batch(data, self.labels, self.skills.skill_vector, self.prompts, cfg.skill_horizon,
+                                 cfg, self.rng)
             with self.autocast():
                 loss, m = policy_loss(self.policy, batch, cfg)
             m["grad_norm/policy"] = update(loss, policy_params, self.policy_opt, self.policy_sched, cfg.grad_clip)
@@ -1138,6 +1325,25 @@ class Trainer:
 
         self._run_loop("policy", cfg.policy_iters, step)
 
+    # ---- the flat baseline --------------------------------------------------------------------------------------
+    def learn_actions(self) -> None:
+        """Prompt-DT (--algo prompt-dt): the same transformer and prompt over env steps, regressing the action
+        (MSE, the authors' baseline config) for extract_iters + policy_iters iterations, GO-Skill's total."""
+        cfg, data = self.cfg, self.data
+        if self.prompts is None:
+            self.prompts, self.target_returns = build_prompts(data, data.actions, lambda a: a, 1, cfg)
+        params = list(self.policy.parameters())
+
+        def step(it: int) -> dict:
+            self.policy.train()
+            batch = policy_batch(data, data.actions, lambda a: a, self.prompts, 1, cfg, self.rng)
+            with self.autocast():
+                loss, m = policy_loss(self.policy, batch, cfg)
+            m["grad_norm/policy"] = update(loss, params, self.policy_opt, self.policy_sched, cfg.grad_clip)
+            return m
+
+        self._run_loop("policy", cfg.extract_iters + cfg.policy_iters, step)
+
     def run(self, stop_after: str | None = None) -> None:
         """Continues from wherever self.state says, writing a checkpoint at the end of each phase.
         DEVIATION: evaluation runs once, at the end (the authors also evaluate every 5000 iterations, which on a
@@ -1150,20 +1356,33 @@ class Trainer:
             if stop_after == "extract":
                 return
         if self.state.phase == "policy":
-            self.learn_policy()
+            self.learn_actions() if self.cfg.algo == "prompt-dt" else self.learn_policy()
             self.state.phase = "done"
             self.save()
 
     def evaluate(self, episodes: int) -> dict:
-        cores = os.cpu_count() or 1
-        envs = len(self.tasks) * min(self.cfg.eval_parallel, episodes)
+        cfg, cores = self.cfg, os.cpu_count() or 1
+        envs = len(self.tasks) * min(cfg.eval_parallel, episodes)
         # Worker processes pay off once each has enough envs to amortise the pipe round trip of every step.
-        workers = self.cfg.eval_workers or (cores if envs >= 8 * cores else 0)
+        workers = cfg.eval_workers or (cores if envs >= 8 * cores else 0)
+        self.policy.eval()
+        if self.skills is None:
+            def make_agent(prompt, n_env):
+                return ActionAgent(self.policy, prompt, cfg, n_env, self.device)
+        else:
+            self.skills.eval()
+
+            def make_agent(prompt, n_env):
+                return SkillAgent(self.skills, self.policy, prompt, cfg, n_env, self.device)
         t0 = time.time()
-        results = evaluate(self.skills, self.policy, self.tasks, self.prompts, self.target_returns,
-                           self.state_mean, self.state_std, self.cfg, self.device, episodes, self.cfg.eval_seed,
-                           workers)
+        results = evaluate(make_agent, self.tasks, self.prompts, self.target_returns, self.state_mean,
+                           self.state_std, cfg, self.device, episodes, cfg.eval_seed, workers)
         results["eval_seconds"] = time.time() - t0
+        if "skill_usage" in next(iter(results["per_task"].values())):
+            usage = {task: r["skill_usage"] for task, r in results["per_task"].items()}
+            print(format_table(usage, cfg.num_codes, "skills chosen in evaluation (%)"))
+            plot_heatmap(usage, "skills chosen by the policy in evaluation (share of skill steps)",
+                         self.out / "skill_usage_eval.png")
         return results
 
 
@@ -1204,10 +1423,15 @@ def config_from_args(args: argparse.Namespace) -> Config:
     cfg = Config(**{**PRESETS[args.preset], **overrides})
     if cfg.dataset not in collect_data.DATASET_QUALITIES:
         raise ValueError(f"unknown --dataset {cfg.dataset!r}; use one of {', '.join(collect_data.DATASET_QUALITIES)}")
+    if cfg.algo not in ALGOS:
+        raise ValueError(f"unknown --algo {cfg.algo!r}; use one of {', '.join(ALGOS)}")
+    if cfg.algo == "prompt-dt" and args.stop_after == "extract":
+        raise ValueError("--algo prompt-dt has no extraction phase; use --stop-after policy or none")
     collect_data.resolve_tasks(cfg.tasks)                              # one-line error for unknown task names
     if not cfg.out:
         tag = cfg.tasks if "," not in cfg.tasks else f"{len(cfg.tasks.split(','))}tasks"
-        cfg.out = f"runs/{tag}-{cfg.dataset}-{args.preset}-seed{cfg.seed}"
+        algo = "" if cfg.algo == "goskill" else f"-{cfg.algo}"
+        cfg.out = f"runs/{tag}-{cfg.dataset}-{args.preset}{algo}-seed{cfg.seed}"
     return cfg
 
 

@@ -341,7 +341,7 @@ def test_transformer_is_causal_and_ignores_padded_keys():
 def _policy_inputs(b, k, p, d, m, seed=0):
     g = torch.Generator().manual_seed(seed)
     prompt = {"rtg": torch.rand(b, p, generator=g), "states": torch.randn(b, p, 39, generator=g),
-              "skills": torch.randn(b, p, d, generator=g), "timesteps": torch.randint(0, 50, (b, p), generator=g)}
+              "tokens": torch.randn(b, p, d, generator=g), "timesteps": torch.randint(0, 50, (b, p), generator=g)}
     return (torch.rand(b, k, generator=g), torch.randn(b, k, 39, generator=g), torch.randn(b, k, d, generator=g),
             torch.randint(0, 50, (b, k), generator=g), torch.ones(b, k, dtype=torch.bool), prompt)
 
@@ -411,7 +411,12 @@ def test_enhancement_trains_only_the_decoder(tiny_data, tmp_path):
         assert changed == name.startswith("decoder."), name          # encoder and codebook bit-identical
     assert any(not torch.equal(a, b.detach()) for a, b in zip(policy_before, trainer.policy.parameters()))
     assert trainer.labels.shape == (trainer.data.num_episodes, cd.EPISODE_LENGTH)
-    assert (json.loads((tmp_path / "skills.json").read_text())["share"]) is not None
+    tables = json.loads((tmp_path / "skills.json").read_text())
+    assert abs(sum(tables["share"]) - 1) < 1e-3
+    best = tables["best_episode_skills"]                   # one skill index per H steps of each task's best episode
+    assert set(best) == set(TASKS)
+    assert all(len(seq) == cd.EPISODE_LENGTH // cfg.skill_horizon for seq in best.values())
+    assert all(0 <= k < cfg.num_codes for seq in best.values() for k in seq)
 
 
 def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
@@ -482,3 +487,84 @@ def test_one_task_with_fewer_segments_than_codes_still_initialises_the_codebook(
     trainer.extract_skills()
     assert bool(trainer.skills.quantizer.initialised)
     assert len(torch.unique(trainer.skills.quantizer.codebook.detach(), dim=0)) == cfg.num_codes
+
+
+@pytest.mark.parametrize("ablation", [
+    {"quantize": False},                                   # w/o VQ: continuous skills, regression policy
+    {"skill_enhancement": False, "focal_gamma": 0.0, "num_codes": 4, "skill_horizon": 10},
+], ids=["no-vq", "no-enhancement-ce-4codes-h10"])
+def test_ablations_train_save_and_evaluate(tiny_data, tmp_path, ablation):
+    cfg = goskill.Config(**{**TINY, **ablation, "tasks": ",".join(TASKS), "data_dir": str(tiny_data),
+                            "device": "cpu", "eval_episodes": 1, "eval_parallel": 1})
+    trainer = goskill.Trainer(cfg, tmp_path, torch.device("cpu"))
+    trainer.load_data()
+    decoder_before = [p.detach().clone() for p in trainer.skills.decoder.parameters()]
+    trainer.extract_skills()
+    trainer.label_data()
+    decoder_after_extract = [p.detach().clone() for p in trainer.skills.decoder.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(decoder_before, decoder_after_extract))
+    trainer.learn_policy()
+    enhanced = any(not torch.equal(a, b.detach())
+                   for a, b in zip(decoder_after_extract, trainer.skills.decoder.parameters()))
+    assert enhanced == cfg.skill_enhancement
+    n_ep = trainer.data.num_episodes
+    if cfg.quantize:
+        assert trainer.labels.shape == (n_ep, cd.EPISODE_LENGTH) and trainer.labels.max() < cfg.num_codes
+    else:                                                  # labels are the goal embeddings themselves
+        assert trainer.labels.shape == (n_ep, cd.EPISODE_LENGTH, cfg.code_dim)
+        assert trainer.labels.dtype == torch.float32 and not (tmp_path / "skills.json").exists()
+    trainer.state.phase = "done"
+    trainer.save()
+    reloaded = goskill.Trainer(cfg, tmp_path, torch.device("cpu"))
+    reloaded.load(torch.load(tmp_path / "checkpoint.pt", weights_only=False))
+    torch.testing.assert_close(reloaded.labels, trainer.labels, atol=1e-3, rtol=1e-3)   # float16 in the file
+    results = reloaded.evaluate(1)
+    assert set(results["per_task"]) == set(TASKS)
+    assert all(("skill_usage" in r) == cfg.quantize for r in results["per_task"].values())
+
+
+def test_prompt_dt_baseline_end_to_end(tiny_data, tmp_path):
+    common = ["--tasks", ",".join(TASKS), "--data-dir", str(tiny_data), "--device", "cpu", "--algo", "prompt-dt",
+              *_tiny_flags()]
+    r = _run_cli(*common, "--out", str(tmp_path / "x"), "--stop-after", "extract")
+    assert r.returncode == 2 and "no extraction phase" in r.stderr
+    run = tmp_path / "dt"
+    r = _run_cli(*common, "--out", str(run), "--stop-after", "policy")
+    assert r.returncode == 0, r.stderr
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["skills"] is None and ckpt["labels"] is None and ckpt["state"]["phase"] == "done"
+    assert ckpt["state"]["iteration"] == TINY["extract_iters"] + TINY["policy_iters"]     # GO-Skill's total budget
+    assert ckpt["prompts"]["tokens"].shape == (len(TASKS) * TINY["prompt_trajectories"], TINY["prompt_skills"],
+                                               cd.ACT_DIM)   # actions of the last P env steps of best episodes
+    r = _run_cli("--eval-only", str(run / "checkpoint.pt"), "--eval-episodes", "1", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    evaluated = json.loads((run / "eval.json").read_text())
+    assert set(evaluated["per_task"]) == set(TASKS)
+    assert all("skill_usage" not in v for v in evaluated["per_task"].values())
+
+
+def test_policy_batch_of_prompt_dt_is_env_steps_of_actions(tiny_data):
+    cfg = goskill.Config(**{**TINY, "tasks": ",".join(TASKS)})
+    data = goskill.OfflineData(TASKS, "near-optimal", str(tiny_data), torch.device("cpu"))
+    prompts, _ = goskill.build_prompts(data, data.actions, lambda a: a, 1, cfg)
+    batch = goskill.policy_batch(data, data.actions, lambda a: a, prompts, 1, cfg, np.random.default_rng(0))
+    valid = batch["valid"]
+    steps = batch["timesteps"]
+    # consecutive env steps inside each sequence, actions as both the tokens and the targets
+    assert ((steps[:, 1:] - steps[:, :-1])[valid[:, :-1]] == 1).all()
+    torch.testing.assert_close(batch["tokens"][valid], batch["target"][valid])
+
+
+def test_pictures_are_drawn_or_their_absence_explained(tiny_data, tmp_path, capsys):
+    tables = {"share": [0.5, 0.5, 0.0], "task_skill_share": {"reach-v3": [1.0, 0.0, 0.0], "push-v3": [0.0, 1.0, 0.0]},
+              "best_episode_skills": {"reach-v3": [0, 0, 1], "push-v3": [1, 1, 0]}}
+    goskill.plot_skills(tables, 10, tmp_path)
+    pngs = sorted(p.name for p in tmp_path.iterdir())
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert pngs == [] and "pip install matplotlib" in capsys.readouterr().out
+    else:
+        assert pngs == ["skill_trajectories.png", "skill_usage.png"]
+        assert all((tmp_path / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert goskill.format_sequences(tables["best_episode_skills"], 10).splitlines()[1].endswith("001")
