@@ -1,0 +1,87 @@
+"""Markdown tables for the README from the raw run outputs under results/ (written by scripts/run_results.sh).
+
+    python scripts/results_table.py            # all tables
+Rows that differ only in the seed are merged into mean +- std (population std over seeds)."""
+
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load(group: str) -> dict[str, list[dict]]:
+    """results/<group>/<name>-seed<k>.json -> {name: [result of each seed]}."""
+    runs = defaultdict(list)
+    for path in sorted((ROOT / "results" / group).glob("*.json")):
+        runs[re.sub(r"-seed\d+$", "", path.stem)].append(json.loads(path.read_text()))
+    return runs
+
+
+def pm(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+    v = np.asarray(values) * scale
+    return f"{v.mean():.{digits}f}" if len(v) == 1 else f"{v.mean():.{digits}f} ± {v.std():.{digits}f}"
+
+
+def minutes(r: dict) -> float:
+    return (r["data_seconds"] + sum(r["phase_seconds"].values()) + r["eval_seconds"]) / 60
+
+
+def main_table(runs: dict[str, list[dict]]) -> str:
+    lines = ["| dataset | method | seeds | success rate (%) | return | wall time per run (min) | device |",
+             "|---|---|---|---|---|---|---|"]
+    for name, rs in runs.items():
+        dataset, algo = re.match(r"(.*-optimal)-(.*)", name).groups()
+        lines.append(f"| {dataset} | {algo} | {len(rs)} | {pm([r['mean']['success_rate'] for r in rs], 100)} | "
+                     f"{pm([r['mean']['return'] for r in rs], 1, 0)} | {pm([minutes(r) for r in rs])} | "
+                     f"{rs[0]['device']} |")
+    return "\n".join(lines)
+
+
+def per_task_table(runs: dict[str, list[dict]], dataset: str) -> str:
+    names = [n for n in runs if n.startswith(dataset)]
+    tasks = list(runs[names[0]][0]["per_task"])
+    head = "| task | " + " | ".join(f"{n.removeprefix(dataset + '-')} success (%) | return" for n in names) + " |"
+    lines = [head, "|---|" + "---|---|" * len(names)]
+    for task in tasks:
+        cells = []
+        for n in names:
+            cells += [pm([r["per_task"][task]["success_rate"] for r in runs[n]], 100, 0),
+                      pm([r["per_task"][task]["return_mean"] for r in runs[n]], 1, 0)]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ablation_table(runs: dict[str, list[dict]], full: list[dict] | None) -> str:
+    lines = ["| variant | success rate (%) | return |", "|---|---|---|"]
+    if full:
+        lines.append(f"| full method (H 10, 16 codes; seed 0 of the main table) | "
+                     f"{pm([full[0]['mean']['success_rate']], 100)} | {pm([full[0]['mean']['return']], 1, 0)} |")
+    for name, rs in runs.items():
+        lines.append(f"| {name} | {pm([r['mean']['success_rate'] for r in rs], 100)} | "
+                     f"{pm([r['mean']['return'] for r in rs], 1, 0)} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    main_runs, ablations = load("mt10"), load("mt10-ablations")
+    if not main_runs and not ablations:
+        print("no results under results/mt10*/ yet: run bash scripts/run_results.sh", file=sys.stderr)
+        return 1
+    if main_runs:
+        print("MT10, default preset\n\n" + main_table(main_runs) + "\n")
+        for dataset in ("sub-optimal", "near-optimal"):
+            if any(n.startswith(dataset) for n in main_runs):
+                print(f"Per task, {dataset}\n\n" + per_task_table(main_runs, dataset) + "\n")
+    if ablations:
+        full = [r for r in main_runs.get("sub-optimal-goskill", []) if r["config"]["seed"] == 0]
+        print("Ablations, MT10 sub-optimal, seed 0\n\n" + ablation_table(ablations, full))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

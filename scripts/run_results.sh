@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Reruns the README "Results" tables, one `python goskill.py` run per row. A row whose results/<row>.json exists is
+# skipped; an interrupted row continues from its checkpoint (--resume). Each finished run's results.json is copied
+# to results/<row>.json, the raw file the README's tables are made from (python scripts/results_table.py).
+#
+#   bash scripts/run_results.sh [ROWS]        ROWS: a grep pattern over row names (default: all rows)
+#   JOBS=10 EXTRA="--device cuda --no-amp" bash scripts/run_results.sh sub-optimal     # how the README's ran
+#
+# env: JOBS   runs at a time (default 1; one 2-core CPU runs one at a time)
+#      EXTRA  flags added to every row (the device; they are recorded in each results.json)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-1}
+EXTRA=${EXTRA:-}
+PATTERN=${1:-.}
+
+rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for both methods
+  for dataset in sub-optimal near-optimal; do
+    for algo in goskill prompt-dt; do
+      for seed in 0 1 2; do
+        echo "mt10/$dataset-$algo-seed$seed --tasks mt10 --dataset $dataset --algo $algo --seed $seed"
+      done
+    done
+  done
+  # The paper's ablations on MT10 sub-optimal (seed 0); the full method is mt10/sub-optimal-goskill-seed0.
+  local ab="--tasks mt10 --dataset sub-optimal --seed 0"
+  echo "mt10-ablations/horizon5 $ab --skill-horizon 5"
+  echo "mt10-ablations/horizon20 $ab --skill-horizon 20"
+  echo "mt10-ablations/codes4 $ab --num-codes 4"
+  echo "mt10-ablations/codes32 $ab --num-codes 32"
+  echo "mt10-ablations/no-enhancement $ab --no-skill-enhancement"
+  echo "mt10-ablations/cross-entropy $ab --focal-gamma 0"
+  echo "mt10-ablations/no-vq $ab --no-quantize"
+}
+
+run_row() {
+  local name=$1; shift
+  local json=results/$name.json out=runs/results/$name
+  if [[ -f $json ]]; then echo "skip   $name ($json exists)"; return 0; fi
+  local resume=()
+  [[ -f $out/checkpoint.pt ]] && resume=(--resume)
+  mkdir -p "$out" "$(dirname "$json")"
+  echo "start  $name: python goskill.py $* $EXTRA --out $out ${resume[*]}"
+  # shellcheck disable=SC2086  # EXTRA is a list of flags
+  if python goskill.py "$@" $EXTRA --out "$out" "${resume[@]}" >"$out/log.txt" 2>&1; then
+    cp "$out/results.json" "$json.tmp" && mv "$json.tmp" "$json"
+    echo "done   $name: $(python -c "import json,sys; m=json.load(open(sys.argv[1]))['mean']; \
+print(f\"success {100*m['success_rate']:.1f}%, return {m['return']:.0f}\")" "$json")"
+  else
+    echo "FAILED $name (log: $out/log.txt)"; return 1
+  fi
+}
+
+# Data first, once: parallel runs must not all generate the same files.
+python collect_data.py --tasks mt10
+
+export -f run_row
+export EXTRA
+rows | grep -E -- "$PATTERN" | xargs -P "$JOBS" -I{} bash -c 'run_row {}'
