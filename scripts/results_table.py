@@ -15,10 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def load(group: str) -> dict[str, list[dict]]:
-    """results/<group>/<name>-seed<k>.json -> {name: [result of each seed]}."""
+    """results/<group>/<name>-seed<k>[.eval-only].json -> {name: [result of each seed]}. An .eval-only file is the
+    eval.json of `goskill.py --eval-only` on a run's final checkpoint (no timings in it)."""
     runs = defaultdict(list)
     for path in sorted((ROOT / "results" / group).glob("*.json")):
-        runs[re.sub(r"-seed\d+$", "", path.stem)].append(json.loads(path.read_text()))
+        runs[re.sub(r"-seed\d+$", "", path.stem.removesuffix(".eval-only"))].append(json.loads(path.read_text()))
     return runs
 
 
@@ -27,8 +28,10 @@ def pm(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     return f"{v.mean():.{digits}f}" if len(v) == 1 else f"{v.mean():.{digits}f} ± {v.std():.{digits}f}"
 
 
-def minutes(r: dict) -> float:
-    return (r["data_seconds"] + sum(r["phase_seconds"].values()) + r["eval_seconds"]) / 60
+def minutes(rs: list[dict]) -> str:
+    if any("phase_seconds" not in r for r in rs):
+        return "n/a"
+    return pm([(r["data_seconds"] + sum(r["phase_seconds"].values()) + r["eval_seconds"]) / 60 for r in rs])
 
 
 def main_table(runs: dict[str, list[dict]]) -> str:
@@ -37,8 +40,8 @@ def main_table(runs: dict[str, list[dict]]) -> str:
     for name, rs in runs.items():
         dataset, algo = re.match(r"(.*-optimal)-(.*)", name).groups()
         lines.append(f"| {dataset} | {algo} | {len(rs)} | {pm([r['mean']['success_rate'] for r in rs], 100)} | "
-                     f"{pm([r['mean']['return'] for r in rs], 1, 0)} | {pm([minutes(r) for r in rs])} | "
-                     f"{rs[0]['device']} |")
+                     f"{pm([r['mean']['return'] for r in rs], 1, 0)} | {minutes(rs)} | "
+                     f"{rs[0]['config']['device']} |")
     return "\n".join(lines)
 
 
@@ -68,15 +71,17 @@ def ablation_table(runs: dict[str, list[dict]], full: list[dict] | None) -> str:
 
 
 def main() -> int:
-    main_runs, ablations = load("mt10"), load("mt10-ablations")
-    if not main_runs and not ablations:
-        print("no results under results/mt10*/ yet: run bash scripts/run_results.sh", file=sys.stderr)
+    main_runs, ablations, mt50 = load("mt10"), load("mt10-ablations"), load("mt50")
+    if not (main_runs or ablations or mt50):
+        print("no results under results/mt10*/ or results/mt50/ yet: run bash scripts/run_results.sh", file=sys.stderr)
         return 1
     if main_runs:
         print("MT10, default preset\n\n" + main_table(main_runs) + "\n")
         for dataset in ("sub-optimal", "near-optimal"):
             if any(n.startswith(dataset) for n in main_runs):
-                print(f"Per task, {dataset}\n\n" + per_task_table(main_runs, dataset) + "\n")
+                print(f"Per task, MT10 {dataset}\n\n" + per_task_table(main_runs, dataset) + "\n")
+    if mt50:
+        print("MT50, default preset, 10 evaluation episodes per task\n\n" + main_table(mt50) + "\n")
     if ablations:
         full = [r for r in main_runs.get("sub-optimal-goskill", []) if r["config"]["seed"] == 0]
         print("Ablations, MT10 sub-optimal, seed 0\n\n" + ablation_table(ablations, full))

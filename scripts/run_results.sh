@@ -31,6 +31,12 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
   echo "mt10-ablations/no-enhancement $ab --no-skill-enhancement"
   echo "mt10-ablations/cross-entropy $ab --focal-gamma 0"
   echo "mt10-ablations/no-vq $ab --no-quantize"
+  # MT50, default preset, seed 0, 10 evaluation episodes per task (sized to one 10-minute GPU call).
+  for dataset in sub-optimal near-optimal; do
+    for algo in goskill prompt-dt; do
+      echo "mt50/$dataset-$algo-seed0 --tasks mt50 --dataset $dataset --algo $algo --seed 0 --eval-episodes 10"
+    done
+  done
 }
 
 run_row() {
@@ -51,9 +57,10 @@ print(f\"success {100*m['success_rate']:.1f}%, return {m['return']:.0f}\")" "$js
   fi
 }
 
-# Data first, once: parallel runs must not all generate the same files.
-python collect_data.py --tasks mt10
+SELECTED=$(rows | grep -E -- "$PATTERN" || true)
+# Data first, once: parallel runs must not all generate the same files. MT10 is a subset of MT50.
+if grep -q -- "--tasks mt50" <<<"$SELECTED"; then python collect_data.py --tasks mt50; else python collect_data.py --tasks mt10; fi
 
 export -f run_row
 export EXTRA
-rows | grep -E -- "$PATTERN" | xargs -P "$JOBS" -I{} bash -c 'run_row {}'
+xargs -P "$JOBS" -I{} bash -c 'run_row {}' <<<"$SELECTED"
