@@ -12,30 +12,35 @@ What it does, top to bottom (the order of the paper):
   3. Vector quantiser: z_e -> nearest of M codes, straight-through, VQ loss      (VectorQuantizer)
   4. One small causal transformer, shared by the two policies below              (CausalTransformer)
   5. Skill decoder: low-level policy reproducing the H actions of a skill        (SkillDecoder)
-  6. Skill policy: prompt decision transformer choosing a skill every H steps    (SkillPolicy, focal_loss)
+  6. Skill policy: prompt decision transformer choosing a skill every H steps    (PromptDT, SkillPolicy, focal_loss)
   7. Phase 1 skill extraction; labelling; phases 2+3 skill-policy learning interleaved with skill enhancement
      on class-balanced batches                                                    (ClassBalancedSampler)
-  8. Batched evaluation of all tasks' environments at once.
+     The flat Prompt-DT baseline (--algo prompt-dt) is PromptDT over env steps and actions (Trainer.learn_actions).
+  8. Batched evaluation of all tasks' environments at once                      (SkillAgent, ActionAgent, evaluate)
   9. main(): CLI generated from Config, resume, eval-only.
 
 Commands:
   python goskill.py --tasks mt10                                  # default (CPU) preset, near-optimal data
   python goskill.py --tasks mt10 --dataset sub-optimal
   python goskill.py --tasks mt50 --preset paper --device cuda     # the authors' sizes and iteration counts
+  python goskill.py --tasks mt10 --algo prompt-dt                 # the flat baseline, same data/budget/evaluation
+  python goskill.py --tasks mt10 --dataset sub-optimal --no-quantize   # an ablation: w/o VQ (continuous skills)
   python goskill.py --tasks mt10 --out runs/a --stop-after extract  # stop after a phase (its checkpoint written) ...
   python goskill.py --tasks mt10 --out runs/a --resume            # ... or after an interrupt: continue from it
   python goskill.py --eval-only runs/a/checkpoint.pt --eval-episodes 50
   python goskill.py --tasks reach-v3,push-v3 --extract-iters 20 --policy-iters 20 --eval-episodes 2   # smoke run
 
 Run folder (<out>/): checkpoint.pt (everything needed to resume or evaluate: weights, optimisers, normaliser,
-prompts, skill labels, config, RNG states), metrics.jsonl (training curves), skills.json (skill shares and the
-task x skill table after labelling), results.json (config, per-task and mean success and return, skill usage,
-wall time and throughput per phase). With --eval-only: eval.json beside the checkpoint (or in --out).
+prompts, skill labels, config, RNG states), metrics.jsonl (training curves), results.json (config, per-task and
+mean success and return, skill usage, wall time and throughput per phase); GO-Skill with VQ adds skills.json
+(skill shares, the task x skill table and the skills along each task's best episode after labelling) and, with
+matplotlib installed, skill_usage.png, skill_trajectories.png and skill_usage_eval.png. With --eval-only:
+eval.json beside the checkpoint (or in --out).
 
 Dimension legend used in shape comments:
-  B batch, T episode length (500), H skill horizon, K context length in skill steps, P prompt length in skill
-  steps, M number of codes, D code dimension, C transformer width, S_OBS = 39 state dim, A = 4 action dim,
-  E number of episodes / environments.
+  B batch, T episode length (500), H skill horizon, K context length and P prompt length in decision steps
+  (skill steps for GO-Skill, env steps for Prompt-DT), M number of codes, D code dimension, C transformer
+  width, S_OBS = 39 state dim, A = 4 action dim, E number of episodes / environments.
 
 Tested with: Python 3.11, torch 2.13.0, metaworld 3.1.1, numpy 2.x.
 """
@@ -139,11 +144,11 @@ class Config:
     policy_iters: int = 70_000
     """Iterations; each is one skill-policy step and (with skill_enhancement) one decoder step."""
     sequences_per_task: int = 8
-    """Skill-step sequences per task in each policy batch."""
+    """Sequences per task in each policy batch (of skill steps; of env steps for prompt-dt)."""
     context_skills: int = 20
-    """K: skill steps of history the policy sees (K*H env steps)."""
+    """K: skill steps of history the policy sees (K*H env steps); for prompt-dt, env steps (authors: 20 too)."""
     prompt_skills: int = 10
-    """P: skill steps of the prompt, taken from the end of one of the task's best trajectories."""
+    """P: skill steps of the prompt, from the end of one of the task's best trajectories; env steps for prompt-dt."""
     prompt_trajectories: int = 4
     """Highest-return episodes per task that prompts are drawn from (authors: 4)."""
     skill_enhancement: bool = True
@@ -580,7 +585,7 @@ class SkillModel(nn.Module):
 
 
 # =====================================================================================================================
-# 6. Skill policy: a prompt decision transformer over skill steps, trained with the focal loss
+# 6. Skill policy: a prompt decision transformer over skill steps (the same class is the flat baseline)
 # =====================================================================================================================
 
 
@@ -614,7 +619,9 @@ class PromptDT(nn.Module):
 
     def forward(self, rtg, states, tokens, timesteps, valid, prompt) -> torch.Tensor:
         """rtg (B, K), states (B, K, S_OBS), tokens (B, K, X) the decisions, timesteps (B, K) long, valid (B, K)
-        bool, prompt: dict with keys rtg/states/tokens/timesteps of shape (B, P, ...) (all valid) -> (B, K, out)."""
+        bool, prompt: dict with keys rtg/states/tokens/timesteps of shape (B, P, ...) (all valid) -> (B, K, out).
+        Padding goes on the left (valid steps last), so out[:, -1] is always the newest step's output. Timesteps
+        of context and prompt are in the same units (t // H for skill steps, t for env steps)."""
         k_len = states.shape[1]
         time = self.embed_timestep(timesteps)
         main = self._interleave(self.embed_return(rtg[..., None]) + time, self.embed_state(states) + time,
@@ -771,7 +778,7 @@ def policy_loss(policy: PromptDT, batch: dict, cfg: Config) -> tuple[torch.Tenso
     out = policy(batch["rtg"], batch["states"], batch["tokens"], batch["timesteps"], batch["valid"],
                  batch["prompt"])                                      # (B, K, M) logits, or (B, K, X)
     weights = batch["valid"].reshape(-1).float()                       # (B*K,)
-    if batch["target"].dtype != torch.long:                            # regression
+    if torch.is_floating_point(batch["target"]):                       # regression
         per_step = (out.float() - batch["target"].float()).pow(2).mean(-1).reshape(-1)
         loss = (per_step * weights).sum() / weights.sum()
         return loss, {"loss/policy": loss.detach()}
@@ -974,7 +981,7 @@ class SkillAgent:
 
     def __init__(self, skills: SkillModel, policy: SkillPolicy, prompt: dict, cfg: Config, n_env: int,
                  device: torch.device):
-        self.skills, self.policy, self.prompt, self.cfg = skills, policy, prompt, cfg
+        self.skills, self.policy, self.prompt, self.cfg = skills.eval(), policy.eval(), prompt, cfg
         n_steps = math.ceil(collect_data.EPISODE_LENGTH / cfg.skill_horizon)
         self.hist = {"rtg": torch.zeros(n_env, n_steps, device=device),
                      "states": torch.zeros(n_env, n_steps, collect_data.OBS_DIM, device=device),
@@ -983,9 +990,11 @@ class SkillAgent:
         self.seg_states = torch.zeros(n_env, cfg.skill_horizon, collect_data.OBS_DIM, device=device)
         self.seg_actions = torch.zeros(n_env, cfg.skill_horizon, collect_data.ACT_DIM, device=device)
 
+    @torch.no_grad()
     def act(self, t: int, s: torch.Tensor, rtg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """s (E, S_OBS) normalised, rtg (E,) -> action (E, A), and the skill index chosen at this step (E,) when
-        a skill starts (None otherwise, and always without VQ)."""
+        """Step t of the episode (called for t = 0, 1, ... in order): s (E, S_OBS) normalised state, rtg (E,)
+        return-to-go in reward units -> action (E, A), and the skill index chosen at this step (E,) when a skill
+        starts (None otherwise, and always without VQ)."""
         H, K = self.cfg.skill_horizon, self.cfg.context_skills
         i, j = t % H, t // H
         chosen = None
@@ -1013,14 +1022,17 @@ class ActionAgent:
     """The flat Prompt-DT baseline on E environments: every env step, one forward over the last K steps."""
 
     def __init__(self, policy: PromptDT, prompt: dict, cfg: Config, n_env: int, device: torch.device):
-        self.policy, self.prompt, self.cfg = policy, prompt, cfg
+        self.policy, self.prompt, self.cfg = policy.eval(), prompt, cfg
         T = collect_data.EPISODE_LENGTH
         self.hist = {"rtg": torch.zeros(n_env, T, device=device),
                      "states": torch.zeros(n_env, T, collect_data.OBS_DIM, device=device),
                      "tokens": torch.zeros(n_env, T, collect_data.ACT_DIM, device=device),
                      "timesteps": torch.arange(T, device=device).expand(n_env, T)}
 
+    @torch.no_grad()
     def act(self, t: int, s: torch.Tensor, rtg: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """As SkillAgent.act: step t (in order from 0), s (E, S_OBS) normalised, rtg (E,) in reward units ->
+        action (E, A), None. The context is the last K env steps, left-aligned in time as in training batches."""
         self.hist["rtg"][:, t], self.hist["states"][:, t] = rtg / self.cfg.rtg_scale, s
         lo = max(0, t - self.cfg.context_skills + 1)
         window = {k: v[:, lo:t + 1] for k, v in self.hist.items()}
@@ -1165,14 +1177,13 @@ class Trainer:
     def save(self) -> None:
         atomic_torch_save({
             "config": dataclasses.asdict(self.cfg), "tasks": self.tasks, "state": dataclasses.asdict(self.state),
-            "skills": self.skills and self.skills.state_dict(), "policy": self.policy.state_dict(),
-            "skill_opt": self.skill_opt and self.skill_opt.state_dict(),
-            "skill_sched": self.skill_sched and self.skill_sched.state_dict(),
+            "skills": None if self.skills is None else self.skills.state_dict(), "policy": self.policy.state_dict(),
+            "skill_opt": None if self.skill_opt is None else self.skill_opt.state_dict(),
+            "skill_sched": None if self.skill_sched is None else self.skill_sched.state_dict(),
             "policy_opt": self.policy_opt.state_dict(), "policy_sched": self.policy_sched.state_dict(),
             "state_mean": self.state_mean, "state_std": self.state_std,
-            # int16 skill indices, or float16 embeddings without VQ
-            "labels": None if self.labels is None else self.labels.to(
-                torch.int16 if self.labels.dtype == torch.long else torch.float16).cpu(),
+            # int16 skill indices; without VQ none (the embeddings are recomputed on resume: the encoder is frozen)
+            "labels": None if self.labels is None or self.labels.is_floating_point() else self.labels.to(torch.int16).cpu(),
             "prompts": None if self.prompts is None else {k: v.cpu() for k, v in self.prompts.items()},
             "target_returns": self.target_returns, "last_used": self.last_used,
             "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
@@ -1182,6 +1193,9 @@ class Trainer:
         }, self.out / "checkpoint.pt")
 
     def load(self, ckpt: dict) -> None:
+        if "embed_skill.weight" in ckpt["policy"]:
+            raise ValueError("this checkpoint was made by a goskill.py older than commit af4d0bb (before PromptDT); "
+                             "evaluate it with the commit that made it, or retrain")
         if self.skills is not None:
             self.skills.load_state_dict(ckpt["skills"])
             self.skill_opt.load_state_dict(ckpt["skill_opt"]), self.skill_sched.load_state_dict(ckpt["skill_sched"])
@@ -1190,8 +1204,7 @@ class Trainer:
         self.state = RunState(**ckpt["state"])
         self.state_mean, self.state_std = ckpt["state_mean"], ckpt["state_std"]
         if ckpt["labels"] is not None:
-            labels = ckpt["labels"]
-            self.labels = (labels.long() if labels.dtype == torch.int16 else labels.float()).to(self.device)
+            self.labels = ckpt["labels"].long().to(self.device)
         if ckpt["prompts"] is not None:
             self.prompts = {k: v.to(self.device) for k, v in ckpt["prompts"].items()}
             self.target_returns = ckpt["target_returns"]
@@ -1268,7 +1281,8 @@ class Trainer:
     # ---- labelling ----------------------------------------------------------------------------------------------
     def label_data(self) -> None:
         """Between the phases: every step of every episode gets its skill index with the frozen encoder and
-        codebook; these labels are the policy's targets and the enhancement sampler's classes."""
+        codebook (without VQ: its goal embedding); these labels are the policy's targets and the enhancement
+        sampler's classes."""
         cfg, data = self.cfg, self.data
         self.skills.eval()
         self.labels = label_all(self.skills, data, cfg)                                  # (E, T) or (E, T, D)
@@ -1328,7 +1342,10 @@ class Trainer:
     # ---- the flat baseline --------------------------------------------------------------------------------------
     def learn_actions(self) -> None:
         """Prompt-DT (--algo prompt-dt): the same transformer and prompt over env steps, regressing the action
-        (MSE, the authors' baseline config) for extract_iters + policy_iters iterations, GO-Skill's total."""
+        (MSE, the authors' baseline config) for extract_iters + policy_iters iterations, GO-Skill's total.
+        K and P count env steps here, as in the authors' baseline (K = 20, P = 10 there too), so its context
+        covers H times fewer env steps than GO-Skill's. DEVIATION: warm-up is warmup_iters (the authors' Prompt-DT
+        config: 10000 steps, against 5000 for GO-Skill), so that both methods share one optimiser setting."""
         cfg, data = self.cfg, self.data
         if self.prompts is None:
             self.prompts, self.target_returns = build_prompts(data, data.actions, lambda a: a, 1, cfg)
@@ -1356,6 +1373,9 @@ class Trainer:
             if stop_after == "extract":
                 return
         if self.state.phase == "policy":
+            if self.skills is not None and self.labels is None:       # resuming w/o VQ: embeddings not stored
+                self.skills.eval()
+                self.labels = label_all(self.skills, self.data, self.cfg)   # frozen encoder: the same values
             self.learn_actions() if self.cfg.algo == "prompt-dt" else self.learn_policy()
             self.state.phase = "done"
             self.save()
@@ -1437,8 +1457,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def check_compatible(cfg: Config, saved: dict, what: str) -> None:
     """A checkpoint can be resumed only under the same method config (run-control fields may differ)."""
-    diff = {k: (saved.get(k), v) for k, v in dataclasses.asdict(cfg).items()
-            if k not in RUN_CONTROL_FIELDS and saved.get(k) != v}
+    defaults = dataclasses.asdict(Config())                            # fields added after the checkpoint was made
+    diff = {k: (saved.get(k, defaults[k]), v) for k, v in dataclasses.asdict(cfg).items()
+            if k not in RUN_CONTROL_FIELDS and saved.get(k, defaults[k]) != v}
     if diff:
         shown = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"{what} was made with another config ({shown}); rerun with the same flags and preset, "

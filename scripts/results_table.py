@@ -17,9 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def load(group: str) -> dict[str, list[dict]]:
     """results/<group>/<name>-seed<k>[.eval-only].json -> {name: [result of each seed]}. An .eval-only file is the
     eval.json of `goskill.py --eval-only` on a run's final checkpoint (no timings in it)."""
-    runs = defaultdict(list)
+    by_row = {}
     for path in sorted((ROOT / "results" / group).glob("*.json")):
-        runs[re.sub(r"-seed\d+$", "", path.stem.removesuffix(".eval-only"))].append(json.loads(path.read_text()))
+        row = path.stem.removesuffix(".eval-only")
+        if row not in by_row or not path.stem.endswith(".eval-only"):   # a full results.json wins
+            by_row[row] = json.loads(path.read_text())
+    runs = defaultdict(list)
+    for row, result in by_row.items():
+        runs[re.sub(r"-seed\d+$", "", row)].append(result)
     return runs
 
 

@@ -3,11 +3,14 @@
 # skipped; an interrupted row continues from its checkpoint (--resume). Each finished run's results.json is copied
 # to results/<row>.json, the raw file the README's tables are made from (python scripts/results_table.py).
 #
-#   bash scripts/run_results.sh [ROWS]        ROWS: a grep pattern over row names (default: all rows)
-#   JOBS=10 EXTRA="--device cuda --no-amp" bash scripts/run_results.sh sub-optimal     # how the README's ran
+#   bash scripts/run_results.sh [ROWS]        ROWS: an extended regex over row names (default: all rows)
+#   JOBS=10 EXTRA="--device cuda --no-amp" bash scripts/run_results.sh '^mt10'    # how the README's ran
+#   bash scripts/run_results.sh '^mt10/sub-optimal-prompt-dt-seed0$'             # one row, on this machine
 #
 # env: JOBS   runs at a time (default 1; one 2-core CPU runs one at a time)
-#      EXTRA  flags added to every row (the device; they are recorded in each results.json)
+#      EXTRA  flags added to every row (the device; they are recorded in each results.json). Keep them the same
+#             when resuming an interrupted row: --no-amp is a method setting, a checkpoint made without it is
+#             refused. Data flags (--data-dir, --data-episodes) do not belong here: data is made once, up front.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-1}
@@ -42,13 +45,13 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
 run_row() {
   local name=$1; shift
   local json=results/$name.json out=runs/results/$name
-  if [[ -f $json ]]; then echo "skip   $name ($json exists)"; return 0; fi
+  if [[ -f $json || -f ${json%.json}.eval-only.json ]]; then echo "skip   $name (its JSON exists)"; return 0; fi
   local resume=()
   [[ -f $out/checkpoint.pt ]] && resume=(--resume)
   mkdir -p "$out" "$(dirname "$json")"
   echo "start  $name: python goskill.py $* $EXTRA --out $out ${resume[*]}"
   # shellcheck disable=SC2086  # EXTRA is a list of flags
-  if python goskill.py "$@" $EXTRA --out "$out" "${resume[@]}" >"$out/log.txt" 2>&1; then
+  if python goskill.py "$@" $EXTRA --out "$out" "${resume[@]}" >>"$out/log.txt" 2>&1; then
     cp "$out/results.json" "$json.tmp" && mv "$json.tmp" "$json"
     echo "done   $name: $(python -c "import json,sys; m=json.load(open(sys.argv[1]))['mean']; \
 print(f\"success {100*m['success_rate']:.1f}%, return {m['return']:.0f}\")" "$json")"
@@ -57,10 +60,10 @@ print(f\"success {100*m['success_rate']:.1f}%, return {m['return']:.0f}\")" "$js
   fi
 }
 
-SELECTED=$(rows | grep -E -- "$PATTERN" || true)
+SELECTED=$(rows | awk -v pattern="$PATTERN" '$1 ~ pattern')     # match the row name (first field) only
 # Data first, once: parallel runs must not all generate the same files. MT10 is a subset of MT50.
 if grep -q -- "--tasks mt50" <<<"$SELECTED"; then python collect_data.py --tasks mt50; else python collect_data.py --tasks mt10; fi
 
 export -f run_row
 export EXTRA
-xargs -P "$JOBS" -I{} bash -c 'run_row {}' <<<"$SELECTED"
+xargs -P "$JOBS" -I{} bash -c 'run_row $1' _ {} <<<"$SELECTED"   # $1 unquoted: name + flags as words
