@@ -974,6 +974,28 @@ class EnvPool:
                 proc.join(timeout=10)
 
 
+class DecisionHistory:
+    """The decision steps (R_j / rtg_scale, s_j, x_j, j) of E episodes so far, and the policy's output for the
+    newest step from the last K of them: the layout policy_batch trains on, with no padding (the window starts
+    at step 0 until K steps exist). Shared by both agents below."""
+
+    def __init__(self, n_env: int, n_steps: int, token_dim: int, device: torch.device):
+        self.rtg = torch.zeros(n_env, n_steps, device=device)
+        self.states = torch.zeros(n_env, n_steps, collect_data.OBS_DIM, device=device)
+        self.tokens = torch.zeros(n_env, n_steps, token_dim, device=device)
+        self.timesteps = torch.arange(n_steps, device=device).expand(n_env, n_steps)
+
+    def decide(self, policy: PromptDT, prompt: dict, j: int, s: torch.Tensor, rtg: torch.Tensor,
+               context: int) -> torch.Tensor:
+        """Records R_j (already scaled) and s_j, returns the policy's output at step j (E, out) in fp32. The
+        caller then stores the decision it takes in self.tokens[:, j]."""
+        self.rtg[:, j], self.states[:, j] = rtg, s
+        lo = max(0, j - context + 1)
+        valid = torch.ones(s.shape[0], j + 1 - lo, dtype=torch.bool, device=s.device)
+        return policy(self.rtg[:, lo:j + 1], self.states[:, lo:j + 1], self.tokens[:, lo:j + 1],
+                      self.timesteps[:, lo:j + 1], valid, prompt)[:, -1].float()
+
+
 class SkillAgent:
     """GO-Skill's two-level control of E environments at once. Every H steps the skill policy picks a skill
     (argmax over M; without VQ its regressed embedding) from the last K skill steps; the decoder then acts for
@@ -982,11 +1004,8 @@ class SkillAgent:
     def __init__(self, skills: SkillModel, policy: SkillPolicy, prompt: dict, cfg: Config, n_env: int,
                  device: torch.device):
         self.skills, self.policy, self.prompt, self.cfg = skills.eval(), policy.eval(), prompt, cfg
-        n_steps = math.ceil(collect_data.EPISODE_LENGTH / cfg.skill_horizon)
-        self.hist = {"rtg": torch.zeros(n_env, n_steps, device=device),
-                     "states": torch.zeros(n_env, n_steps, collect_data.OBS_DIM, device=device),
-                     "tokens": torch.zeros(n_env, n_steps, cfg.code_dim, device=device),
-                     "timesteps": torch.arange(n_steps, device=device).expand(n_env, n_steps)}
+        self.history = DecisionHistory(n_env, math.ceil(collect_data.EPISODE_LENGTH / cfg.skill_horizon),
+                                       cfg.code_dim, device)
         self.seg_states = torch.zeros(n_env, cfg.skill_horizon, collect_data.OBS_DIM, device=device)
         self.seg_actions = torch.zeros(n_env, cfg.skill_horizon, collect_data.ACT_DIM, device=device)
 
@@ -995,19 +1014,15 @@ class SkillAgent:
         """Step t of the episode (called for t = 0, 1, ... in order): s (E, S_OBS) normalised state, rtg (E,)
         return-to-go in reward units -> action (E, A), and the skill index chosen at this step (E,) when a skill
         starts (None otherwise, and always without VQ)."""
-        H, K = self.cfg.skill_horizon, self.cfg.context_skills
+        H = self.cfg.skill_horizon
         i, j = t % H, t // H
         chosen = None
         if i == 0:                                                     # high level: choose a skill
-            self.hist["rtg"][:, j], self.hist["states"][:, j] = rtg / self.cfg.rtg_scale, s
-            lo = max(0, j - K + 1)
-            window = {k: v[:, lo:j + 1] for k, v in self.hist.items()}
-            valid = torch.ones(s.shape[0], j + 1 - lo, dtype=torch.bool, device=s.device)
-            out = self.policy(window["rtg"], window["states"], window["tokens"], window["timesteps"], valid,
-                              self.prompt)[:, -1].float()             # (E, M) logits, or (E, D) without VQ
+            out = self.history.decide(self.policy, self.prompt, j, s, rtg / self.cfg.rtg_scale,
+                                      self.cfg.context_skills)          # (E, M) logits, or (E, D) without VQ
             chosen = out.argmax(-1) if self.skills.quantize else None
             self.code = self.skills.skill_vector(chosen if chosen is not None else out)    # (E, D)
-            self.hist["tokens"][:, j] = self.code
+            self.history.tokens[:, j] = self.code
             self.seg_states.zero_(), self.seg_actions.zero_()
             self.start = s
         self.seg_states[:, i] = s                                      # low level: one action of the skill
@@ -1023,23 +1038,15 @@ class ActionAgent:
 
     def __init__(self, policy: PromptDT, prompt: dict, cfg: Config, n_env: int, device: torch.device):
         self.policy, self.prompt, self.cfg = policy.eval(), prompt, cfg
-        T = collect_data.EPISODE_LENGTH
-        self.hist = {"rtg": torch.zeros(n_env, T, device=device),
-                     "states": torch.zeros(n_env, T, collect_data.OBS_DIM, device=device),
-                     "tokens": torch.zeros(n_env, T, collect_data.ACT_DIM, device=device),
-                     "timesteps": torch.arange(T, device=device).expand(n_env, T)}
+        self.history = DecisionHistory(n_env, collect_data.EPISODE_LENGTH, collect_data.ACT_DIM, device)
 
     @torch.no_grad()
     def act(self, t: int, s: torch.Tensor, rtg: torch.Tensor) -> tuple[torch.Tensor, None]:
         """As SkillAgent.act: step t (in order from 0), s (E, S_OBS) normalised, rtg (E,) in reward units ->
         action (E, A), None. The context is the last K env steps, left-aligned in time as in training batches."""
-        self.hist["rtg"][:, t], self.hist["states"][:, t] = rtg / self.cfg.rtg_scale, s
-        lo = max(0, t - self.cfg.context_skills + 1)
-        window = {k: v[:, lo:t + 1] for k, v in self.hist.items()}
-        valid = torch.ones(s.shape[0], t + 1 - lo, dtype=torch.bool, device=s.device)
-        action = self.policy(window["rtg"], window["states"], window["tokens"], window["timesteps"], valid,
-                             self.prompt)[:, -1].float()                # (E, A)
-        self.hist["tokens"][:, t] = action
+        action = self.history.decide(self.policy, self.prompt, t, s, rtg / self.cfg.rtg_scale,
+                                     self.cfg.context_skills)           # (E, A)
+        self.history.tokens[:, t] = action
         return action, None
 
 
@@ -1321,12 +1328,7 @@ class Trainer:
         enhance_batch = cfg.segments_per_task * len(self.tasks)
 
         def step(it: int) -> dict:
-            self.policy.train()
-            batch = policy_batch(data, self.labels, self.skills.skill_vector, self.prompts, cfg.skill_horizon,
-                                 cfg, self.rng)
-            with self.autocast():
-                loss, m = policy_loss(self.policy, batch, cfg)
-            m["grad_norm/policy"] = update(loss, policy_params, self.policy_opt, self.policy_sched, cfg.grad_clip)
+            m = self._policy_step(self.labels, self.skills.skill_vector, cfg.skill_horizon, policy_params)
             if cfg.skill_enhancement:
                 self.skills.train()
                 ep, t = np.divmod(sampler.sample(enhance_batch, self.rng), data.horizon)
@@ -1350,16 +1352,17 @@ class Trainer:
         if self.prompts is None:
             self.prompts, self.target_returns = build_prompts(data, data.actions, lambda a: a, 1, cfg)
         params = list(self.policy.parameters())
+        self._run_loop("policy", cfg.extract_iters + cfg.policy_iters,
+                       lambda it: self._policy_step(data.actions, lambda a: a, 1, params))
 
-        def step(it: int) -> dict:
-            self.policy.train()
-            batch = policy_batch(data, data.actions, lambda a: a, self.prompts, 1, cfg, self.rng)
-            with self.autocast():
-                loss, m = policy_loss(self.policy, batch, cfg)
-            m["grad_norm/policy"] = update(loss, params, self.policy_opt, self.policy_sched, cfg.grad_clip)
-            return m
-
-        self._run_loop("policy", cfg.extract_iters + cfg.policy_iters, step)
+    def _policy_step(self, targets: torch.Tensor, to_token, step: int, params: list[nn.Parameter]) -> dict:
+        """One update of the policy (either method's): a batch of K decision steps `step` env steps apart."""
+        self.policy.train()
+        batch = policy_batch(self.data, targets, to_token, self.prompts, step, self.cfg, self.rng)
+        with self.autocast():
+            loss, m = policy_loss(self.policy, batch, self.cfg)
+        m["grad_norm/policy"] = update(loss, params, self.policy_opt, self.policy_sched, self.cfg.grad_clip)
+        return m
 
     def run(self, stop_after: str | None = None) -> None:
         """Continues from wherever self.state says, writing a checkpoint at the end of each phase.
@@ -1385,20 +1388,16 @@ class Trainer:
         envs = len(self.tasks) * min(cfg.eval_parallel, episodes)
         # Worker processes pay off once each has enough envs to amortise the pipe round trip of every step.
         workers = cfg.eval_workers or (cores if envs >= 8 * cores else 0)
-        self.policy.eval()
-        if self.skills is None:
-            def make_agent(prompt, n_env):
-                return ActionAgent(self.policy, prompt, cfg, n_env, self.device)
-        else:
-            self.skills.eval()
 
-            def make_agent(prompt, n_env):
-                return SkillAgent(self.skills, self.policy, prompt, cfg, n_env, self.device)
+        def make_agent(prompt, n_env):
+            if self.skills is None:
+                return ActionAgent(self.policy, prompt, cfg, n_env, self.device)
+            return SkillAgent(self.skills, self.policy, prompt, cfg, n_env, self.device)
         t0 = time.time()
         results = evaluate(make_agent, self.tasks, self.prompts, self.target_returns, self.state_mean,
                            self.state_std, cfg, self.device, episodes, cfg.eval_seed, workers)
         results["eval_seconds"] = time.time() - t0
-        if "skill_usage" in next(iter(results["per_task"].values())):
+        if self.skills is not None and cfg.quantize:                   # skill indices were chosen
             usage = {task: r["skill_usage"] for task, r in results["per_task"].items()}
             print(format_table(usage, cfg.num_codes, "skills chosen in evaluation (%)"))
             plot_heatmap(usage, "skills chosen by the policy in evaluation (share of skill steps)",
