@@ -40,6 +40,14 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
       echo "mt50/$dataset-$algo-seed0 --tasks mt50 --dataset $dataset --algo $algo --seed 0 --eval-episodes 10"
     done
   done
+  # MT50 with the paper's networks, batches, context and prompt at 20% of its iterations (6k + 14k, warm-up
+  # scaled alike): what one session's 30 GPU minutes hold for four runs sharing one H200.
+  local paper20="--preset paper --extract-iters 6000 --policy-iters 14000 --warmup-iters 1000 --eval-episodes 10"
+  for dataset in sub-optimal near-optimal; do
+    for algo in goskill prompt-dt; do
+      echo "mt50-paper20/$dataset-$algo-seed0 --tasks mt50 --dataset $dataset --algo $algo --seed 0 $paper20"
+    done
+  done
 }
 
 run_row() {
