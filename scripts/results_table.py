@@ -77,6 +77,7 @@ def ablation_table(runs: dict[str, list[dict]], full: list[dict] | None) -> str:
 
 def main() -> int:
     main_runs, ablations, mt50 = load("mt10"), load("mt10-ablations"), load("mt50")
+    mt50_paper8k = load("mt50-paper8k")
     if not (main_runs or ablations or mt50):
         print("no results under results/mt10*/ or results/mt50/ yet: run bash scripts/run_results.sh", file=sys.stderr)
         return 1
@@ -87,6 +88,9 @@ def main() -> int:
                 print(f"Per task, MT10 {dataset}\n\n" + per_task_table(main_runs, dataset) + "\n")
     if mt50:
         print("MT50, default preset, 10 evaluation episodes per task\n\n" + main_table(mt50) + "\n")
+    if mt50_paper8k:
+        print("MT50, paper networks for 2k + 6k iterations, 10 evaluation episodes per task\n\n"
+              + main_table(mt50_paper8k) + "\n")
     if ablations:
         full = [r for r in main_runs.get("sub-optimal-goskill", []) if r["config"]["seed"] == 0]
         print("Ablations, MT10 sub-optimal, seed 0\n\n" + ablation_table(ablations, full))

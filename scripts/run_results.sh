@@ -40,12 +40,12 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
       echo "mt50/$dataset-$algo-seed0 --tasks mt50 --dataset $dataset --algo $algo --seed 0 --eval-episodes 10"
     done
   done
-  # MT50 with the paper's networks, batches, context and prompt at 20% of its iterations (6k + 14k, warm-up
+  # MT50 with the paper's networks, batches, context and prompt for 8k iterations (2k + 6k, 8% of its 100k; warm-up
   # scaled alike): what one session's 30 GPU minutes hold for four runs sharing one H200.
-  local paper20="--preset paper --extract-iters 6000 --policy-iters 14000 --warmup-iters 1000 --eval-episodes 10"
+  local paper8k="--preset paper --extract-iters 2000 --policy-iters 6000 --warmup-iters 400 --eval-episodes 10"
   for dataset in sub-optimal near-optimal; do
     for algo in goskill prompt-dt; do
-      echo "mt50-paper20/$dataset-$algo-seed0 --tasks mt50 --dataset $dataset --algo $algo --seed 0 $paper20"
+      echo "mt50-paper8k/$dataset-$algo-seed0 --tasks mt50 --dataset $dataset --algo $algo --seed 0 $paper8k"
     done
   done
 }
@@ -60,7 +60,7 @@ run_row() {
   echo "start  $name: python goskill.py $* $EXTRA --out $out ${resume[*]}"
   # shellcheck disable=SC2086  # EXTRA is a list of flags
   if python goskill.py "$@" $EXTRA --out "$out" "${resume[@]}" >>"$out/log.txt" 2>&1; then
-    cp "$out/results.json" "$json.tmp" && mv "$json.tmp" "$json"
+    cp "$out/results.json" "$json.tmp" && mv "$json.tmp" "$json" || { echo "FAILED $name: could not copy to $json"; return 1; }
     echo "done   $name: $(python -c "import json,sys; m=json.load(open(sys.argv[1]))['mean']; \
 print(f\"success {100*m['success_rate']:.1f}%, return {m['return']:.0f}\")" "$json")"
   else
