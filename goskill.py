@@ -280,10 +280,9 @@ def library_versions() -> dict:
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """A batch's host-side indices -> the training device. On CUDA the copy goes through pinned memory and does
-    not block: torch.as_tensor(..., device="cuda") from pageable memory waits until the GPU has finished all
-    queued work, so the five index copies of an iteration serialised CPU and GPU (the paper preset ran at the
-    same it/s on MT50 as on MT10's 5x smaller batches). The pinned buffer is kept alive by torch's host allocator
-    until the copy has run."""
+    not block: a copy from pageable memory (torch.as_tensor(..., device="cuda")) waits until the GPU has finished
+    all queued work, so each of an iteration's two to five index copies stopped the CPU from queueing the next
+    kernels ahead of the GPU. The pinned buffer is kept alive by torch's host allocator until the copy has run."""
     tensor = torch.from_numpy(np.ascontiguousarray(array))
     if device.type != "cuda":
         return tensor.to(device)

@@ -288,6 +288,19 @@ def test_vq_loss_terms_reach_only_their_tensor():
     assert torch.allclose(vq_loss, (1 + beta) * F.mse_loss(z_e.detach(), e_k))
 
 
+def test_code_counts_equal_bincount_and_cover_unused_codes():
+    # code_counts replaces torch.bincount (a host sync on CUDA); it must give the same counts, zeros included.
+    vq = goskill.VectorQuantizer(num_codes=7, code_dim=2, beta=1.0)
+    codes = torch.tensor([0, 3, 3, 5, 0, 3])
+    assert torch.equal(vq.code_counts(codes), torch.bincount(codes, minlength=7).float())
+
+
+def test_to_device_keeps_values_and_dtype():
+    indices = np.arange(12).reshape(3, 4)[:, ::2]                     # a non-contiguous int64 view
+    out = goskill.to_device(indices, torch.device("cpu"))
+    assert out.dtype == torch.int64 and torch.equal(out, torch.as_tensor(indices))
+
+
 def test_kmeans_init_puts_codes_on_clusters():
     torch.manual_seed(0)
     centres = torch.tensor([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0]])

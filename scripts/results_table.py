@@ -78,8 +78,8 @@ def ablation_table(runs: dict[str, list[dict]], full: list[dict] | None) -> str:
 def main() -> int:
     main_runs, ablations, mt50 = load("mt10"), load("mt10-ablations"), load("mt50")
     mt50_paper8k = load("mt50-paper8k")
-    if not (main_runs or ablations or mt50):
-        print("no results under results/mt10*/ or results/mt50/ yet: run bash scripts/run_results.sh", file=sys.stderr)
+    if not (main_runs or ablations or mt50 or mt50_paper8k):
+        print("no results under results/mt10*/ or results/mt50*/ yet: run bash scripts/run_results.sh", file=sys.stderr)
         return 1
     if main_runs:
         print("MT10, default preset\n\n" + main_table(main_runs) + "\n")
