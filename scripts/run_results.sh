@@ -4,7 +4,7 @@
 # to results/<row>.json, the raw file the README's tables are made from (python scripts/results_table.py).
 #
 #   bash scripts/run_results.sh [ROWS]        ROWS: an extended regex over row names (default: all rows)
-#   JOBS=10 EXTRA="--device cuda --no-amp" bash scripts/run_results.sh '^mt10'    # how the README's ran
+#   JOBS=10 EXTRA="--device cuda --no-amp" bash scripts/run_results.sh '^mt10(/|-ablations/)'   # the README's GPU rows
 #   bash scripts/run_results.sh '^mt10/sub-optimal-prompt-dt-seed0$'             # one row, on this machine
 #
 # env: JOBS   runs at a time (default 1; one 2-core CPU runs one at a time)
@@ -66,7 +66,8 @@ run_row() {
   echo "start  $name: python goskill.py $* $EXTRA --out $out ${resume[*]}"
   # shellcheck disable=SC2086  # EXTRA is a list of flags
   if python goskill.py "$@" $EXTRA --out "$out" "${resume[@]}" >>"$out/log.txt" 2>&1; then
-    cp "$out/results.json" "$json.tmp" && mv "$json.tmp" "$json" || { echo "FAILED $name: could not copy to $json"; return 1; }
+    cp "$out/results.json" "$json.tmp" && mv "$json.tmp" "$json" ||
+      { rm -f "$json.tmp"; echo "FAILED $name: could not copy its results.json to $json"; return 1; }
     echo "done   $name: $(python -c "import json,sys; m=json.load(open(sys.argv[1]))['mean']; \
 print(f\"success {100*m['success_rate']:.1f}%, return {m['return']:.0f}\")" "$json")"
   else
