@@ -39,6 +39,7 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
     echo "mt10-ablations-cpu/no-vq-seed$seed --tasks mt10 --dataset sub-optimal --seed $seed --no-quantize"
     echo "mt10-ablations-cpu/no-enhancement-seed$seed --tasks mt10 --dataset sub-optimal --seed $seed --no-skill-enhancement"
     echo "mt10-ablations-cpu/horizon5-seed$seed --tasks mt10 --dataset sub-optimal --seed $seed --skill-horizon 5"
+    echo "mt10-ablations-cpu/codes4-seed$seed --tasks mt10 --dataset sub-optimal --seed $seed --num-codes 4"
   done
   # MT50, default preset, seed 0, 10 evaluation episodes per task (sized to one 10-minute GPU call).
   for dataset in sub-optimal near-optimal; do
