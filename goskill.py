@@ -994,21 +994,21 @@ class EnvPool:
 
 class DecisionHistory:
     """The decision steps (R_j / rtg_scale, s_j, x_j, j) of E episodes so far, and the policy's output for the
-    newest step from the last K of them: the layout policy_batch trains on, with no padding (the window starts
-    at step 0 until K steps exist). Shared by both agents below."""
+    newest step from the last K = cfg.context_skills of them: the layout policy_batch trains on, with no padding
+    (the window starts at step 0 until K steps exist). Shared by both agents below."""
 
-    def __init__(self, n_env: int, n_steps: int, token_dim: int, device: torch.device):
+    def __init__(self, n_env: int, n_steps: int, token_dim: int, cfg: Config, device: torch.device):
+        self.context, self.rtg_scale = cfg.context_skills, cfg.rtg_scale
         self.rtg = torch.zeros(n_env, n_steps, device=device)
         self.states = torch.zeros(n_env, n_steps, collect_data.OBS_DIM, device=device)
         self.tokens = torch.zeros(n_env, n_steps, token_dim, device=device)
         self.timesteps = torch.arange(n_steps, device=device).expand(n_env, n_steps)
 
-    def decide(self, policy: PromptDT, prompt: dict, j: int, s: torch.Tensor, rtg: torch.Tensor,
-               context: int) -> torch.Tensor:
-        """Records R_j (already scaled) and s_j, returns the policy's output at step j (E, out) in fp32. The
-        caller then stores the decision it takes in self.tokens[:, j]."""
-        self.rtg[:, j], self.states[:, j] = rtg, s
-        lo = max(0, j - context + 1)
+    def decide(self, policy: PromptDT, prompt: dict, j: int, s: torch.Tensor, rtg: torch.Tensor) -> torch.Tensor:
+        """Records R_j (rtg (E,) in reward units) and s_j, returns the policy's output at step j (E, out) in fp32.
+        The caller then stores the decision it takes in self.tokens[:, j]."""
+        self.rtg[:, j], self.states[:, j] = rtg / self.rtg_scale, s
+        lo = max(0, j - self.context + 1)
         valid = torch.ones(s.shape[0], j + 1 - lo, dtype=torch.bool, device=s.device)
         return policy(self.rtg[:, lo:j + 1], self.states[:, lo:j + 1], self.tokens[:, lo:j + 1],
                       self.timesteps[:, lo:j + 1], valid, prompt)[:, -1].float()
@@ -1023,7 +1023,7 @@ class SkillAgent:
                  device: torch.device):
         self.skills, self.policy, self.prompt, self.cfg = skills.eval(), policy.eval(), prompt, cfg
         self.history = DecisionHistory(n_env, math.ceil(collect_data.EPISODE_LENGTH / cfg.skill_horizon),
-                                       cfg.code_dim, device)
+                                       cfg.code_dim, cfg, device)
         self.seg_states = torch.zeros(n_env, cfg.skill_horizon, collect_data.OBS_DIM, device=device)
         self.seg_actions = torch.zeros(n_env, cfg.skill_horizon, collect_data.ACT_DIM, device=device)
 
@@ -1036,8 +1036,7 @@ class SkillAgent:
         i, j = t % H, t // H
         chosen = None
         if i == 0:                                                     # high level: choose a skill
-            out = self.history.decide(self.policy, self.prompt, j, s, rtg / self.cfg.rtg_scale,
-                                      self.cfg.context_skills)          # (E, M) logits, or (E, D) without VQ
+            out = self.history.decide(self.policy, self.prompt, j, s, rtg)   # (E, M) logits, or (E, D) w/o VQ
             chosen = out.argmax(-1) if self.skills.quantize else None
             self.code = self.skills.skill_vector(chosen if chosen is not None else out)    # (E, D)
             self.history.tokens[:, j] = self.code
@@ -1055,15 +1054,14 @@ class ActionAgent:
     """The flat Prompt-DT baseline on E environments: every env step, one forward over the last K steps."""
 
     def __init__(self, policy: PromptDT, prompt: dict, cfg: Config, n_env: int, device: torch.device):
-        self.policy, self.prompt, self.cfg = policy.eval(), prompt, cfg
-        self.history = DecisionHistory(n_env, collect_data.EPISODE_LENGTH, collect_data.ACT_DIM, device)
+        self.policy, self.prompt = policy.eval(), prompt
+        self.history = DecisionHistory(n_env, collect_data.EPISODE_LENGTH, collect_data.ACT_DIM, cfg, device)
 
     @torch.no_grad()
     def act(self, t: int, s: torch.Tensor, rtg: torch.Tensor) -> tuple[torch.Tensor, None]:
         """As SkillAgent.act: step t (in order from 0), s (E, S_OBS) normalised, rtg (E,) in reward units ->
         action (E, A), None. The context is the last K env steps, left-aligned in time as in training batches."""
-        action = self.history.decide(self.policy, self.prompt, t, s, rtg / self.cfg.rtg_scale,
-                                     self.cfg.context_skills)           # (E, A)
+        action = self.history.decide(self.policy, self.prompt, t, s, rtg)    # (E, A)
         self.history.tokens[:, t] = action
         return action, None
 
