@@ -33,6 +33,11 @@ def pm(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     return f"{v.mean():.{digits}f}" if len(v) == 1 else f"{v.mean():.{digits}f} ± {v.std():.{digits}f}"
 
 
+def mean_cells(rs: list[dict]) -> str:
+    """The 'success rate (%) | return' cells of a row: task-averaged figures, mean +- std over the runs."""
+    return f"{pm([r['mean']['success_rate'] for r in rs], 100)} | {pm([r['mean']['return'] for r in rs], 1, 0)}"
+
+
 def minutes(rs: list[dict]) -> str:
     if any("phase_seconds" not in r for r in rs):
         return "n/a"
@@ -44,8 +49,7 @@ def main_table(runs: dict[str, list[dict]]) -> str:
              "|---|---|---|---|---|---|---|"]
     for name, rs in runs.items():
         dataset, algo = re.match(r"(.*-optimal)-(.*)", name).groups()
-        lines.append(f"| {dataset} | {algo} | {len(rs)} | {pm([r['mean']['success_rate'] for r in rs], 100)} | "
-                     f"{pm([r['mean']['return'] for r in rs], 1, 0)} | {minutes(rs)} | "
+        lines.append(f"| {dataset} | {algo} | {len(rs)} | {mean_cells(rs)} | {minutes(rs)} | "
                      f"{rs[0]['config']['device']} |")
     return "\n".join(lines)
 
@@ -67,11 +71,9 @@ def per_task_table(runs: dict[str, list[dict]], dataset: str) -> str:
 def ablation_table(runs: dict[str, list[dict]], full: list[dict] | None) -> str:
     lines = ["| variant | success rate (%) | return |", "|---|---|---|"]
     if full:
-        lines.append(f"| full method (H 10, 16 codes; seed 0 of the main table) | "
-                     f"{pm([full[0]['mean']['success_rate']], 100)} | {pm([full[0]['mean']['return']], 1, 0)} |")
+        lines.append(f"| full method (H 10, 16 codes; seed 0 of the main table) | {mean_cells(full[:1])} |")
     for name, rs in runs.items():
-        lines.append(f"| {name} | {pm([r['mean']['success_rate'] for r in rs], 100)} | "
-                     f"{pm([r['mean']['return'] for r in rs], 1, 0)} |")
+        lines.append(f"| {name} | {mean_cells(rs)} |")
     return "\n".join(lines)
 
 
@@ -83,8 +85,7 @@ def three_seed_table(full: list[dict], ablations: dict[str, list[dict]], more_se
              + " |", "|---|---|---|---|" + "---|" * len(tasks)]
     for name, rs in [("full method", full)] + [(n, ablations.get(n, []) + rs) for n, rs in more_seeds.items()]:
         cells = [pm([r["per_task"][t]["success_rate"] for r in rs], 100, 0) for t in tasks]
-        lines.append(f"| {name} | {len(rs)} | {pm([r['mean']['success_rate'] for r in rs], 100)} | "
-                     f"{pm([r['mean']['return'] for r in rs], 1, 0)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {len(rs)} | {mean_cells(rs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
