@@ -1027,6 +1027,13 @@ class SkillAgent:
         self.seg_states = torch.zeros(n_env, cfg.skill_horizon, collect_data.OBS_DIM, device=device)
         self.seg_actions = torch.zeros(n_env, cfg.skill_horizon, collect_data.ACT_DIM, device=device)
 
+    def choose(self, j: int, s: torch.Tensor, rtg: torch.Tensor) -> torch.Tensor:
+        """The skill policy's choice at skill step j: index (E,) (argmax over M), or without VQ the regressed
+        embedding (E, D). A separate method so a diagnostic can substitute another chooser
+        (scripts/oracle_skills.py)."""
+        out = self.history.decide(self.policy, self.prompt, j, s, rtg)       # (E, M) logits, or (E, D) w/o VQ
+        return out.argmax(-1) if self.skills.quantize else out
+
     @torch.no_grad()
     def act(self, t: int, s: torch.Tensor, rtg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Step t of the episode (called for t = 0, 1, ... in order): s (E, S_OBS) normalised state, rtg (E,)
@@ -1036,9 +1043,9 @@ class SkillAgent:
         i, j = t % H, t // H
         chosen = None
         if i == 0:                                                     # high level: choose a skill
-            out = self.history.decide(self.policy, self.prompt, j, s, rtg)   # (E, M) logits, or (E, D) w/o VQ
-            chosen = out.argmax(-1) if self.skills.quantize else None
-            self.code = self.skills.skill_vector(chosen if chosen is not None else out)    # (E, D)
+            skill = self.choose(j, s, rtg)
+            chosen = skill if self.skills.quantize else None
+            self.code = self.skills.skill_vector(skill)                # (E, D)
             self.history.tokens[:, j] = self.code
             self.seg_states.zero_(), self.seg_actions.zero_()
             self.start = s

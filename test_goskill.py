@@ -5,6 +5,7 @@
 # workers) are made once per module and copied where a test needs to damage or reuse them.
 
 import dataclasses
+import importlib.util
 import json
 import os
 import pathlib
@@ -470,6 +471,35 @@ def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
     # Resuming under another method config is refused with the reason.
     r = _run_cli(*common, "--out", str(run_a), "--resume", "--num-codes", "7")
     assert r.returncode == 2 and "num_codes" in r.stderr
+    # The diagnostic that runs the decoder under an expert-lookahead oracle reads the same checkpoint.
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "oracle_skills.py"), str(run_a / "checkpoint.pt"),
+                        "--episodes", "1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines() if line.split()}
+    assert set(TASKS) | {"mean"} <= set(rows)
+    assert all(v[0].endswith("%") and v[2].endswith("%") for k, v in rows.items() if k in set(TASKS) | {"mean"})
+
+
+def test_expert_lookahead_leaves_the_episode_unchanged():
+    """scripts/oracle_skills.py rolls a copy of the simulator state forward with the expert and restores it: the
+    episode must go on as if nothing happened (push: the hand touches and moves the object)."""
+    spec = importlib.util.spec_from_file_location("oracle_skills", ROOT / "scripts" / "oracle_skills.py")
+    oracle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(oracle)
+    probed, plain = cd.make_env("push-v3"), cd.make_env("push-v3")
+    expert = ENV_POLICY_MAP["push-v3"]()
+    obs_p, obs = cd.reset_env(probed, 7), cd.reset_env(plain, 7)
+    rng = np.random.default_rng(0)
+    moved = 0.0
+    for t in range(cd.EPISODE_LENGTH):
+        if t % 10 == 0:
+            ahead = oracle.expert_lookahead(probed, expert, obs_p, 10)
+            moved = max(moved, np.abs(ahead - obs_p).max())
+        action = np.clip(expert.get_action(obs) + rng.normal(0, 0.3, cd.ACT_DIM), -1, 1)
+        (obs_p, r_p, _, _, info_p), (obs, r, _, _, info) = probed.step(action), plain.step(action)
+        np.testing.assert_allclose(obs_p, obs, atol=1e-5)          # MuJoCo round-off only (measured ~1e-7)
+        assert abs(r_p - r) < 1e-4 and info_p["success"] == info["success"]
+    assert moved > 0.01                                             # the lookahead did move the simulator
 
 
 def test_bad_input_stops_with_a_one_line_error(tiny_data, tmp_path):

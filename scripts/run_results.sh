@@ -34,13 +34,16 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
   echo "mt10-ablations/no-enhancement $ab --no-skill-enhancement"
   echo "mt10-ablations/cross-entropy $ab --focal-gamma 0"
   echo "mt10-ablations/no-vq $ab --no-quantize"
-  # Seeds 1 and 2 of the ablations whose seed-0 difference most needs checking (2-core CPU).
+  # Seeds 1 and 2 of the ablations (2-core CPU).
   for seed in 1 2; do
     local ab_seed="--tasks mt10 --dataset sub-optimal --seed $seed"
     echo "mt10-ablations-cpu/no-vq-seed$seed $ab_seed --no-quantize"
     echo "mt10-ablations-cpu/no-enhancement-seed$seed $ab_seed --no-skill-enhancement"
     echo "mt10-ablations-cpu/horizon5-seed$seed $ab_seed --skill-horizon 5"
     echo "mt10-ablations-cpu/codes4-seed$seed $ab_seed --num-codes 4"
+    echo "mt10-ablations-cpu/horizon20-seed$seed $ab_seed --skill-horizon 20"
+    echo "mt10-ablations-cpu/codes32-seed$seed $ab_seed --num-codes 32"
+    echo "mt10-ablations-cpu/cross-entropy-seed$seed $ab_seed --focal-gamma 0"
   done
   # MT50, default preset, seed 0, 10 evaluation episodes per task (sized to one 10-minute GPU call).
   for dataset in sub-optimal near-optimal; do
