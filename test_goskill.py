@@ -478,6 +478,8 @@ def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
     rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines() if line.split()}
     assert set(TASKS) | {"mean"} <= set(rows)
     assert all(v[0].endswith("%") and v[2].endswith("%") for k, v in rows.items() if k in set(TASKS) | {"mean"})
+    figures = json.loads((run_a / "oracle.json").read_text())
+    assert set(figures["per_task"]) == set(TASKS) and 0.0 <= figures["mean"]["policy_agreement"] <= 1.0
 
 
 def test_expert_lookahead_leaves_the_episode_unchanged():

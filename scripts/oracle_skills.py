@@ -13,7 +13,8 @@ continuous embedding of the expert's state change, which tells how much the quan
 Reading it: success under the oracle close to the expert's (~98% on MT10) means the library and decoder can
 solve the task, so the skill policy is what limits the trained model; low success under the oracle means the
 16-code library (or the decoder executing it) cannot reach the goal precisely enough, whatever the policy picks.
-Same evaluation variants as goskill.py's evaluation (the "eval" seed stream) and the same prompt choice."""
+Same evaluation variants as goskill.py's evaluation (the "eval" seed stream) and the same prompt choice. All
+episodes run in this one process, one environment each (~25 MB per env: lower --episodes for MT50)."""
 
 import argparse
 import sys
@@ -67,11 +68,16 @@ class OracleSkillAgent(goskill.SkillAgent):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="checkpoint.pt of a finished goskill run (with VQ)")
+    parser.add_argument("checkpoint", help="checkpoint.pt of a finished GO-Skill run (with or without VQ)")
     parser.add_argument("--episodes", type=int, default=10, help="episodes per task (default 10)")
     parser.add_argument("--eval-seed", type=int, default=0, help="seed of the evaluation variants (default 0)")
+    parser.add_argument("--out", default="", help="JSON file of the figures (default: oracle.json beside the checkpoint)")
     args = parser.parse_args()
 
+    if not Path(args.checkpoint).is_file():
+        print(f"error: no checkpoint at {args.checkpoint}; train one with python goskill.py --tasks mt10",
+              file=sys.stderr)
+        return 2
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     cfg = goskill.Config(**ckpt["config"])
     if cfg.algo != "goskill" or ckpt["state"]["phase"] != "done":
@@ -107,24 +113,32 @@ def main() -> int:
             action, _ = agent.act(t, s, rtg)
         if t % H == 0 and cfg.quantize:
             agree += (agent.policy_choice == agent.oracle).numpy()
-        out = [env.step(a) for env, a in zip(envs, action.numpy())]
-        obs = np.stack([o[0] for o in out])
-        reward = np.array([o[1] for o in out])
-        ep_success |= np.array([o[4]["success"] for o in out], bool)
+        stepped = [env.step(a) for env, a in zip(envs, action.numpy())]
+        obs = np.stack([o[0] for o in stepped])
+        reward = np.array([o[1] for o in stepped])
+        ep_success |= np.array([o[4]["success"] for o in stepped], bool)
         ep_return += reward
         rtg -= torch.as_tensor(reward, dtype=torch.float32)
 
-    decisions = -(-T // H)
-    agreement = (lambda m: f"{100 * agree[m].mean() / decisions:>15.1f}%") if cfg.quantize else (lambda m: "")
+    decisions = -(-T // H)                                             # skill steps per episode
+
+    def figures(m: np.ndarray, return_key: str) -> dict:               # over the envs selected by mask m
+        return {"success_rate": float(ep_success[m].mean()), return_key: float(ep_return[m].mean()),
+                "policy_agreement": float(agree[m].mean() / decisions) if cfg.quantize else None}
+    # Keys as in goskill.py's results.json: "return_mean" per task, "return" for the mean over tasks.
+    per_task = {task: figures(env_task == ti, "return_mean") for ti, task in enumerate(tasks)}
+    overall = figures(np.ones(len(envs), bool), "return")
     print(f"\n{'task':<28} {'success':>8} {'return':>8} {'policy = oracle' if cfg.quantize else '':>16}")
-    for ti, task in enumerate(tasks):
-        m = env_task == ti
-        print(f"{task:<28} {100 * ep_success[m].mean():>7.0f}% {ep_return[m].mean():>8.0f} {agreement(m)}")
-    everything = np.ones(len(envs), bool)
-    print(f"{'mean':<28} {100 * ep_success.mean():>7.1f}% {ep_return.mean():>8.0f} {agreement(everything)}")
+    for name, f in [*per_task.items(), ("mean", overall)]:
+        agreement = f"{100 * f['policy_agreement']:>15.1f}%" if cfg.quantize else ""
+        print(f"{name:<28} {100 * f['success_rate']:>7.1f}% {f.get('return_mean', f.get('return')):>8.0f} {agreement}")
     print(f"({n} episodes per task; skills chosen by the expert-lookahead oracle, executed by the checkpoint's "
           f"decoder" + ("; last column: skill steps on which the trained policy's argmax is the oracle's skill)"
                         if cfg.quantize else "; w/o VQ the oracle's skill is the continuous goal embedding)"))
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "oracle.json"
+    goskill.atomic_write_json({"checkpoint": args.checkpoint, "config": ckpt["config"], "episodes_per_task": n,
+                               "eval_seed": args.eval_seed, "per_task": per_task, "mean": overall}, out)
+    print(f"results: {out}")
     return 0
 
 

@@ -89,6 +89,28 @@ def three_seed_table(full: list[dict], ablations: dict[str, list[dict]], more_se
     return "\n".join(lines)
 
 
+def oracle_table() -> str:
+    """scripts/oracle_skills.py outputs (results/mt10-oracle-cpu/<dataset>-<variant>-seed<k>.json) beside the
+    evaluation of the same checkpoint with its own skill policy (the run's results.json, copied under results/)."""
+    tasks = ["reach-v3", "push-v3", "pick-place-v3", "peg-insert-side-v3"]
+    lines = ["| checkpoint | skills chosen by | success rate (%) | return | policy = oracle (%) | "
+             + " | ".join(t.removesuffix("-v3") for t in tasks) + " |", "|---|---|---|---|---|" + "---|" * len(tasks)]
+    for path in sorted((ROOT / "results" / "mt10-oracle-cpu").glob("*.json")):
+        oracle = json.loads(path.read_text())
+        dataset, variant = re.match(r"(.*-optimal)-(.*)", path.stem).groups()
+        own = [p for p in (ROOT / "results" / "mt10-ablations-cpu" / f"{variant}.json",
+                           ROOT / "results" / "mt10-probes-cpu" / path.name) if p.exists()]
+        agreement = oracle["mean"]["policy_agreement"]
+        for who, r in [("trained policy", json.loads(own[0].read_text()) if own else None), ("oracle", oracle)]:
+            if r is None:
+                continue
+            cells = [pm([r["per_task"][t]["success_rate"]], 100, 0) for t in tasks]
+            agree = "" if who != "oracle" or agreement is None else f"{100 * agreement:.1f}"
+            lines.append(f"| {dataset} {variant} | {who} ({r['episodes_per_task']} episodes/task) | {mean_cells([r])} "
+                         f"| {agree} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     main_runs, ablations, mt50 = load("mt10"), load("mt10-ablations"), load("mt50")
     mt50_paper8k = load("mt50-paper8k")
@@ -111,7 +133,10 @@ def main() -> int:
     more_seeds = load("mt10-ablations-cpu")
     if more_seeds and main_runs.get("sub-optimal-goskill"):
         print("Ablations with three seeds (seed 0 above, seeds 1-2 on the CPU)\n\n"
-              + three_seed_table(main_runs["sub-optimal-goskill"], ablations, more_seeds))
+              + three_seed_table(main_runs["sub-optimal-goskill"], ablations, more_seeds) + "\n")
+    if (ROOT / "results" / "mt10-oracle-cpu").is_dir():
+        print("Skill policy vs an expert-lookahead oracle choosing the skills (scripts/oracle_skills.py)\n\n"
+              + oracle_table())
     return 0
 
 

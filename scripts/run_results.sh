@@ -45,6 +45,11 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
     echo "mt10-ablations-cpu/codes32-seed$seed $ab_seed --num-codes 32"
     echo "mt10-ablations-cpu/cross-entropy-seed$seed $ab_seed --focal-gamma 0"
   done
+  # Probes of MT10 near-optimal on the 2-core CPU (seed 0): the default run at a later commit, w/o VQ, and
+  # Prompt-DT with a prompt as long as GO-Skill's in env steps.
+  echo "mt10-probes-cpu/near-optimal-goskill-seed0 --tasks mt10 --seed 0"
+  echo "mt10-probes-cpu/near-optimal-no-vq-seed0 --tasks mt10 --seed 0 --no-quantize"
+  echo "mt10-probes-cpu/near-optimal-prompt-dt-prompt50-seed0 --tasks mt10 --seed 0 --algo prompt-dt --prompt-skills 50"
   # MT50, default preset, seed 0, 10 evaluation episodes per task (sized to one 10-minute GPU call).
   for dataset in sub-optimal near-optimal; do
     for algo in goskill prompt-dt; do
