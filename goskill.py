@@ -1027,6 +1027,7 @@ class SkillAgent:
         self.seg_states = torch.zeros(n_env, cfg.skill_horizon, collect_data.OBS_DIM, device=device)
         self.seg_actions = torch.zeros(n_env, cfg.skill_horizon, collect_data.ACT_DIM, device=device)
 
+    @torch.no_grad()
     def choose(self, j: int, s: torch.Tensor, rtg: torch.Tensor) -> torch.Tensor:
         """The skill policy's choice at skill step j: index (E,) (argmax over M), or without VQ the regressed
         embedding (E, D). A separate method so a diagnostic can substitute another chooser
@@ -1535,30 +1536,39 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def eval_only(args: argparse.Namespace) -> int:
-    """Evaluate a checkpoint alone: needs no data (normaliser, prompts and target returns are in it)."""
-    path = Path(args.eval_only)
-    if not path.exists():
-        print(f"error: no checkpoint at {path}", file=sys.stderr)
-        return 2
-    device = resolve_device(args.device or "auto")
+def load_finished_run(path: Path, device: torch.device, out: Path, **run_control) -> Trainer:
+    """The Trainer of a finished run, loaded from its checkpoint and ready to evaluate: needs no data (normaliser,
+    prompts and target returns are in it). run_control: values for RUN_CONTROL_FIELDS (evaluation episodes, ...).
+    Raises ValueError naming the problem and the fix."""
+    if not path.is_file():
+        raise ValueError(f"no checkpoint at {path}; train one with python goskill.py --tasks mt10")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)            # RNG states must stay on CPU
     if ckpt["state"]["phase"] != "done":
-        print(f"error: {path} is from an unfinished run (phase {ckpt['state']['phase']}); finish it with --resume",
-              file=sys.stderr)
-        return 2
+        raise ValueError(f"{path} is from an unfinished run (phase {ckpt['state']['phase']}); finish it with --resume")
+    unknown = set(ckpt["config"]) - {f.name for f in dataclasses.fields(Config)}
+    if unknown:
+        raise ValueError(f"{path} has config fields this goskill.py does not know ({', '.join(sorted(unknown))}); "
+                         "use the commit that made it")
     cfg = Config(**ckpt["config"])
     cfg.device = str(device)
-    for name in ("eval_episodes", "eval_parallel", "eval_workers", "eval_seed"):
-        if getattr(args, name) is not None:
-            setattr(cfg, name, getattr(args, name))
-    out = Path(args.out) if args.out else path.parent
-    out.mkdir(parents=True, exist_ok=True)
+    for name, value in run_control.items():
+        setattr(cfg, name, value)
     trainer = Trainer(cfg, out, device)
     trainer.load(ckpt)
-    results = trainer.evaluate(cfg.eval_episodes)
+    return trainer
+
+
+def eval_only(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint alone (--eval-only)."""
+    path = Path(args.eval_only)
+    out = Path(args.out) if args.out else path.parent
+    overrides = {name: getattr(args, name) for name in ("eval_episodes", "eval_parallel", "eval_workers", "eval_seed")
+                 if getattr(args, name) is not None}
+    trainer = load_finished_run(path, resolve_device(args.device or "auto"), out, **overrides)
+    out.mkdir(parents=True, exist_ok=True)
+    results = trainer.evaluate(trainer.cfg.eval_episodes)
     print(format_results(results))
-    atomic_write_json({"checkpoint": str(path), "config": dataclasses.asdict(cfg), **results}, out / "eval.json")
+    atomic_write_json({"checkpoint": str(path), "config": dataclasses.asdict(trainer.cfg), **results}, out / "eval.json")
     print(f"results: {out / 'eval.json'}")
     return 0
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from goskill import RUN_CONTROL_FIELDS  # noqa: E402  (fields that do not change what a run learns)
 
 
 def load(group: str) -> dict[str, list[dict]]:
@@ -89,24 +91,34 @@ def three_seed_table(full: list[dict], ablations: dict[str, list[dict]], more_se
     return "\n".join(lines)
 
 
+def trained_result(oracle: dict) -> dict | None:
+    """The evaluation of the oracle's checkpoint by its own skill policy: the results.json copy under results/ made
+    by the same run (same run folder, same method config)."""
+    def method(cfg: dict) -> dict:
+        return {k: v for k, v in cfg.items() if k not in RUN_CONTROL_FIELDS or k == "out"}
+    for path in sorted((ROOT / "results").glob("*/*.json")):
+        if path.parent.name != "mt10-oracle-cpu":
+            result = json.loads(path.read_text())
+            if "config" in result and method(result["config"]) == method(oracle["config"]):
+                return result
+    return None
+
+
 def oracle_table() -> str:
-    """scripts/oracle_skills.py outputs (results/mt10-oracle-cpu/<dataset>-<variant>-seed<k>.json) beside the
-    evaluation of the same checkpoint with its own skill policy (the run's results.json, copied under results/)."""
+    """scripts/oracle_skills.py outputs (results/mt10-oracle-cpu/<name>.json), each beside the evaluation of the same
+    checkpoint with its own skill policy where that run's results.json is under results/."""
     tasks = ["reach-v3", "push-v3", "pick-place-v3", "peg-insert-side-v3"]
     lines = ["| checkpoint | skills chosen by | success rate (%) | return | policy = oracle (%) | "
              + " | ".join(t.removesuffix("-v3") for t in tasks) + " |", "|---|---|---|---|---|" + "---|" * len(tasks)]
     for path in sorted((ROOT / "results" / "mt10-oracle-cpu").glob("*.json")):
         oracle = json.loads(path.read_text())
-        dataset, variant = re.match(r"(.*-optimal)-(.*)", path.stem).groups()
-        own = [p for p in (ROOT / "results" / "mt10-ablations-cpu" / f"{variant}.json",
-                           ROOT / "results" / "mt10-probes-cpu" / path.name) if p.exists()]
         agreement = oracle["mean"]["policy_agreement"]
-        for who, r in [("trained policy", json.loads(own[0].read_text()) if own else None), ("oracle", oracle)]:
+        for who, r in [("trained policy", trained_result(oracle)), ("oracle", oracle)]:
             if r is None:
                 continue
-            cells = [pm([r["per_task"][t]["success_rate"]], 100, 0) for t in tasks]
-            agree = "" if who != "oracle" or agreement is None else f"{100 * agreement:.1f}"
-            lines.append(f"| {dataset} {variant} | {who} ({r['episodes_per_task']} episodes/task) | {mean_cells([r])} "
+            cells = [pm([r["per_task"][t]["success_rate"]], 100, 0) if t in r["per_task"] else "" for t in tasks]
+            agree = f"{100 * agreement:.1f}" if who == "oracle" and agreement is not None else ""
+            lines.append(f"| {path.stem} | {who} ({r['episodes_per_task']} episodes/task) | {mean_cells([r])} "
                          f"| {agree} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
