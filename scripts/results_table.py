@@ -144,7 +144,7 @@ def main() -> int:
         print("Ablations, MT10 sub-optimal, seed 0\n\n" + ablation_table(ablations, full) + "\n")
     more_seeds = load("mt10-ablations-cpu")
     if more_seeds and main_runs.get("sub-optimal-goskill"):
-        print("Ablations with three seeds (seed 0 above, seeds 1-2 on the CPU)\n\n"
+        print("Ablations with more seeds (seed 0 above, seeds 1-2 on the CPU)\n\n"
               + three_seed_table(main_runs["sub-optimal-goskill"], ablations, more_seeds) + "\n")
     if (ROOT / "results" / "mt10-oracle-cpu").is_dir():
         print("Skill policy vs an expert-lookahead oracle choosing the skills (scripts/oracle_skills.py)\n\n"
