@@ -1074,6 +1074,15 @@ class ActionAgent:
         return action, None
 
 
+def evaluation_prompts(prompts: dict, env_task: np.ndarray, n_tasks: int, cfg: Config, seed: int,
+                       device: torch.device) -> dict:
+    """The prompt of each env (env_task[e] = its task): one of the task's best trajectories, chosen at random per
+    evaluation call from `seed` (authors), the same for all of the task's episodes."""
+    prompt_rng = np.random.default_rng(seed)
+    choice = np.arange(n_tasks) * cfg.prompt_trajectories + prompt_rng.integers(0, cfg.prompt_trajectories, n_tasks)
+    return {k: v[torch.as_tensor(choice[env_task], device=device)] for k, v in prompts.items()}
+
+
 @torch.no_grad()
 def evaluate(make_agent, tasks: list[str], prompts: dict, target_returns: torch.Tensor, state_mean: np.ndarray,
              state_std: np.ndarray, cfg: Config, device: torch.device, episodes: int, seed: int,
@@ -1088,11 +1097,7 @@ def evaluate(make_agent, tasks: list[str], prompts: dict, target_returns: torch.
     rounds = math.ceil(episodes / per_round)
     env_task = np.repeat(np.arange(n_tasks), per_round)               # (E,) task of each env, task-major
     n_env = len(env_task)
-    # Prompt: one of the task's best trajectories, chosen at random per evaluation call (authors), same for all
-    # of its episodes.
-    prompt_rng = np.random.default_rng(seed)
-    choice = np.arange(n_tasks) * cfg.prompt_trajectories + prompt_rng.integers(0, cfg.prompt_trajectories, n_tasks)
-    prompt = {k: v[torch.as_tensor(choice[env_task], device=device)] for k, v in prompts.items()}
+    prompt = evaluation_prompts(prompts, env_task, n_tasks, cfg, seed, device)
     mean, std = (torch.as_tensor(x, device=device) for x in (state_mean, state_std))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.amp)
     returns = np.zeros((n_tasks, rounds * per_round))

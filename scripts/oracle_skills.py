@@ -124,18 +124,17 @@ def main() -> int:
     seed = cfg.eval_seed if args.eval_seed is None else args.eval_seed
     tasks, H, T, n = trainer.tasks, cfg.skill_horizon, collect_data.EPISODE_LENGTH, args.episodes
 
-    # Same prompt choice and variants as goskill.evaluate with per_round = episodes (one round).
+    # Same prompts and variants as goskill.evaluate with per_round = episodes (one round).
     env_task = np.repeat(np.arange(len(tasks)), n)
-    choice = (np.arange(len(tasks)) * cfg.prompt_trajectories
-              + np.random.default_rng(seed).integers(0, cfg.prompt_trajectories, len(tasks)))
-    prompt = {k: v[torch.as_tensor(choice[env_task])] for k, v in trainer.prompts.items()}
+    prompt = goskill.evaluation_prompts(trainer.prompts, env_task, len(tasks), cfg, seed, device)
     envs = [collect_data.make_env(tasks[ti]) for ti in env_task]
     experts = [collect_data.ENV_POLICY_MAP[tasks[ti]]() for ti in env_task]
     obs = np.stack([collect_data.reset_env(env, collect_data.variant_seed(seed, tasks[ti], int(ep), "eval"))
                     for env, ti, ep in zip(envs, env_task, np.arange(len(envs)) % n)])   # (E, S_OBS) raw
     state_mean, state_std = (torch.as_tensor(x, dtype=torch.float32) for x in (trainer.state_mean, trainer.state_std))
 
-    def oracle(s: torch.Tensor) -> torch.Tensor:                       # s is obs normalised; obs = the loop's
+    def oracle(s: torch.Tensor) -> torch.Tensor:
+        # s is `obs` normalised; the expert needs the raw observations, so this reads the loop's current `obs`.
         return expert_skills(trainer.skills, envs, experts, obs, H, state_mean, state_std)
 
     agent = OracleSkillAgent(trainer.skills, trainer.policy, prompt, cfg, len(envs), device, oracle=oracle)
