@@ -1541,15 +1541,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def load_finished_run(path: Path, device: torch.device, out: Path, **run_control) -> Trainer:
+def load_finished_run(path: Path, device: torch.device, out: Path, library_only: bool = False,
+                      **run_control) -> Trainer:
     """The Trainer of a finished run, loaded from its checkpoint and ready to evaluate: needs no data (normaliser,
-    prompts and target returns are in it). run_control: values for RUN_CONTROL_FIELDS (evaluation episodes, ...).
+    prompts and target returns are in it). library_only: a run stopped after skill extraction is enough (its
+    encoder, codebook, decoder and prompts are final; the skill policy is untrained and the decoder has not been
+    through skill enhancement). run_control: values for RUN_CONTROL_FIELDS (evaluation episodes, ...).
     Raises ValueError naming the problem and the fix."""
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}; train one with python goskill.py --tasks mt10")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)            # RNG states must stay on CPU
-    if ckpt["state"]["phase"] != "done":
-        raise ValueError(f"{path} is from an unfinished run (phase {ckpt['state']['phase']}); finish it with --resume")
+    phase, finished = ckpt["state"]["phase"], ("policy", "done") if library_only else ("done",)
+    if phase not in finished:
+        raise ValueError(f"{path} is from an unfinished run (phase {phase}); finish it with --resume")
     unknown = set(ckpt["config"]) - {f.name for f in dataclasses.fields(Config)}
     if unknown:
         raise ValueError(f"{path} has config fields this goskill.py does not know ({', '.join(sorted(unknown))}); "

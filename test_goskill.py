@@ -441,6 +441,16 @@ def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
     assert r.returncode == 0, r.stderr
     assert torch.load(run_a / "checkpoint.pt", weights_only=False)["state"]["phase"] == "policy"
     assert (run_a / "skills.json").exists() and not (run_a / "results.json").exists()
+    # The oracle diagnostic measures a library stopped after extraction only when asked to (--library-only).
+    oracle = [sys.executable, str(ROOT / "scripts" / "oracle_skills.py"), str(run_a / "checkpoint.pt"), "--episodes", "1"]
+    r = subprocess.run(oracle, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "unfinished run" in r.stderr
+    r = subprocess.run([*oracle, "--library-only", "--out", str(tmp_path / "library.json")], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    library = json.loads((tmp_path / "library.json").read_text())
+    assert library["phase"] == "policy" and library["mean"]["policy_agreement"] is None
+    assert set(library["per_task"]) == set(TASKS) and 0.0 <= library["mean"]["success_rate"] <= 1.0
     r = _run_cli(*common, "--out", str(run_a))                  # the folder holds a run: refuse to overwrite it
     assert r.returncode == 2 and "--resume" in r.stderr
     r = _run_cli(*common, "--out", str(run_a), "--resume")
@@ -472,8 +482,7 @@ def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
     r = _run_cli(*common, "--out", str(run_a), "--resume", "--num-codes", "7")
     assert r.returncode == 2 and "num_codes" in r.stderr
     # The diagnostic that runs the decoder under an expert-lookahead oracle reads the same checkpoint.
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "oracle_skills.py"), str(run_a / "checkpoint.pt"),
-                        "--episodes", "1"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(oracle, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines() if line.split()}
     assert set(TASKS) | {"mean"} <= set(rows)

@@ -10,6 +10,11 @@ continuous embedding of the expert's state change, which tells how much the quan
 
     python scripts/oracle_skills.py runs/mt10-near-optimal-default-seed0/checkpoint.pt [--episodes 10]
 
+With --library-only the checkpoint may come from a run stopped after skill extraction (`goskill.py ...
+--stop-after extract`, ~3 minutes on a 2-core CPU instead of ~25): a cheap measure of what a skill library
+(number of codes, horizon H) can deliver before any skill policy is trained. Its decoder has not been through
+skill enhancement, and its untrained policy's agreement with the oracle is not reported.
+
 Reading it: success under the oracle close to the expert's (the noise-free end of the MT10 data succeeds 98%,
 README's dataset table) means the library and decoder can solve the task, so the skill policy is what limits the
 trained model; low success under the oracle means the skill library (or the decoder executing it) cannot reach
@@ -106,13 +111,15 @@ def main() -> int:
     parser.add_argument("--eval-seed", type=int, default=None,
                         help="seed of the evaluation variants and prompt choice (default: the run's eval_seed)")
     parser.add_argument("--out", default="", help="JSON file of the figures (default: oracle.json beside the checkpoint)")
+    parser.add_argument("--library-only", action="store_true",
+                        help="accept a run stopped after skill extraction (--stop-after extract); no policy agreement")
     args = parser.parse_args()
     # MetaWorld's scripted policies warn when their gain overshoots [-1, 1]; the env clips, and so do we.
     warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
 
     path, device = Path(args.checkpoint), torch.device("cpu")
     try:
-        trainer = goskill.load_finished_run(path, device, path.parent)
+        trainer = goskill.load_finished_run(path, device, path.parent, library_only=args.library_only)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -123,6 +130,8 @@ def main() -> int:
         return 2
     seed = cfg.eval_seed if args.eval_seed is None else args.eval_seed
     tasks, H, T, n = trainer.tasks, cfg.skill_horizon, collect_data.EPISODE_LENGTH, args.episodes
+    policy_trained = trainer.state.phase == "done"
+    report_agreement = cfg.quantize and policy_trained
 
     # Same prompts and variants as goskill.evaluate with per_round = episodes (one round).
     env_task = np.repeat(np.arange(len(tasks)), n)
@@ -157,19 +166,22 @@ def main() -> int:
 
     def figures(m: np.ndarray, return_key: str) -> dict:               # over the envs selected by mask m
         return {"success_rate": float(ep_success[m].mean()), return_key: float(ep_return[m].mean()),
-                "policy_agreement": float(agree[m].mean() / decisions) if cfg.quantize else None}
+                "policy_agreement": float(agree[m].mean() / decisions) if report_agreement else None}
     # Keys as in goskill.py's results.json: "return_mean" per task, "return" for the mean over tasks.
     per_task = {task: figures(env_task == ti, "return_mean") for ti, task in enumerate(tasks)}
     overall = figures(np.ones(len(envs), bool), "return")
-    print(f"\n{'task':<28} {'success':>8} {'return':>8} {'policy = oracle' if cfg.quantize else '':>16}")
+    print(f"\n{'task':<28} {'success':>8} {'return':>8} {'policy = oracle' if report_agreement else '':>16}")
     for name, f in [*per_task.items(), ("mean", overall)]:
-        agreement = f"{100 * f['policy_agreement']:>15.1f}%" if cfg.quantize else ""
+        agreement = f"{100 * f['policy_agreement']:>15.1f}%" if report_agreement else ""
         print(f"{name:<28} {100 * f['success_rate']:>7.1f}% {f.get('return_mean', f.get('return')):>8.0f} {agreement}")
     print(f"({n} episodes per task; skills chosen by the expert-lookahead oracle, executed by the checkpoint's "
-          f"decoder" + ("; last column: skill steps on which the trained policy's argmax is the oracle's skill)"
-                        if cfg.quantize else "; w/o VQ the oracle's skill is the continuous goal embedding)"))
+          f"decoder" + ("; last column: skill steps on which the trained policy's argmax is the oracle's skill"
+                        if report_agreement else "") +
+          ("" if cfg.quantize else "; w/o VQ the oracle's skill is the continuous goal embedding") +
+          ("" if policy_trained else "; run stopped after extraction: decoder without skill enhancement") + ")")
     out = Path(args.out) if args.out else path.parent / "oracle.json"
     goskill.atomic_write_json({"checkpoint": str(path), "config": dataclasses.asdict(cfg),
+                               "phase": trainer.state.phase, "iteration": trainer.state.iteration,
                                "episodes_per_task": n, "eval_seed": seed, "per_task": per_task, "mean": overall}, out)
     print(f"results: {out}")
     return 0
