@@ -97,7 +97,7 @@ def trained_result(oracle: dict) -> dict | None:
     def method(cfg: dict) -> dict:
         return {k: v for k, v in cfg.items() if k not in RUN_CONTROL_FIELDS or k == "out"}
     for path in sorted((ROOT / "results").glob("*/*.json")):
-        if path.parent.name != "mt10-oracle-cpu":
+        if path.parent.name not in ("mt10-oracle-cpu", "mt10-library-cpu"):
             result = json.loads(path.read_text())
             if "config" in result and method(result["config"]) == method(oracle["config"]):
                 return result
@@ -120,6 +120,24 @@ def oracle_table() -> str:
             agree = f"{100 * agreement:.1f}" if who == "oracle" and agreement is not None else ""
             lines.append(f"| {path.stem} | {who} ({r['episodes_per_task']} episodes/task) | {mean_cells([r])} "
                          f"| {agree} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def library_table() -> str:
+    """scripts/oracle_skills.py --library-only outputs (results/mt10-library-cpu/<name>.json): what a skill library
+    (horizon H, number of codes), right after extraction, delivers under the oracle."""
+    tasks = ["reach-v3", "push-v3", "pick-place-v3", "peg-insert-side-v3", "door-open-v3", "drawer-open-v3"]
+    lines = ["| library | dataset | H | codes | extraction iterations | success rate (%) | return | "
+             + " | ".join(t.removesuffix("-v3") for t in tasks) + " |",
+             "|---|---|---:|---:|---:|---|---|" + "---:|" * len(tasks)]
+    results = [(p, json.loads(p.read_text())) for p in (ROOT / "results" / "mt10-library-cpu").glob("*.json")]
+    for path, r in sorted(results, key=lambda pr: (pr[1]["config"]["dataset"], -pr[1]["config"]["skill_horizon"],
+                                                  pr[1]["config"]["num_codes"], pr[1]["config"]["extract_iters"])):
+        cfg = r["config"]
+        cells = [pm([r["per_task"][t]["success_rate"]], 100, 0) if t in r["per_task"] else "" for t in tasks]
+        lines.append(f"| {path.stem} | {cfg['dataset']} | {cfg['skill_horizon']} | "
+                     f"{cfg['num_codes'] if cfg['quantize'] else 'w/o VQ'} | {cfg['extract_iters']} | {mean_cells([r])} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -148,7 +166,10 @@ def main() -> int:
               + three_seed_table(main_runs["sub-optimal-goskill"], ablations, more_seeds) + "\n")
     if (ROOT / "results" / "mt10-oracle-cpu").is_dir():
         print("Skill policy vs an expert-lookahead oracle choosing the skills (scripts/oracle_skills.py)\n\n"
-              + oracle_table())
+              + oracle_table() + "\n")
+    if (ROOT / "results" / "mt10-library-cpu").is_dir():
+        print("Skill libraries right after extraction, under the oracle (scripts/oracle_skills.py --library-only)\n\n"
+              + library_table())
     return 0
 
 
