@@ -18,7 +18,9 @@ skill enhancement, and its untrained policy's agreement with the oracle is not r
 Reading it: success under the oracle close to the expert's (the noise-free end of the MT10 data succeeds 98%,
 README's dataset table) means the library and decoder can solve the task, so the skill policy is what limits the
 trained model; low success under the oracle means the skill library (or the decoder executing it) cannot reach
-the goal precisely enough, whatever the policy picks. Same evaluation variants (the "eval" seed stream), prompt
+the goal precisely enough along the expert's path. It is a strong reference, not a strict upper bound: a policy
+may do better by picking skills the decoder happens to execute more reliably than the code of the expert's next H
+steps (README, "Which level limits success", measures both cases). Same evaluation variants (the "eval" seed stream), prompt
 choice and target returns as goskill.py's evaluation; on the CPU in fp32 (goskill.py evaluates a CUDA run with
 bf16 autocast). All episodes run in this one process, one environment each (~25 MB per env: lower --episodes
 for MT50)."""
@@ -178,7 +180,8 @@ def main() -> int:
           f"decoder" + ("; last column: skill steps on which the trained policy's argmax is the oracle's skill"
                         if report_agreement else "") +
           ("" if cfg.quantize else "; w/o VQ the oracle's skill is the continuous goal embedding") +
-          ("" if policy_trained else "; run stopped after extraction: decoder without skill enhancement") + ")")
+          ("" if policy_trained else f"; run stopped at policy iteration {trainer.state.iteration}: decoder "
+           + ("without" if trainer.state.iteration == 0 else "partly through") + " skill enhancement") + ")")
     out = Path(args.out) if args.out else path.parent / "oracle.json"
     goskill.atomic_write_json({"checkpoint": str(path), "config": dataclasses.asdict(cfg),
                                "phase": trainer.state.phase, "iteration": trainer.state.iteration,
