@@ -1544,16 +1544,20 @@ def main(argv: list[str] | None = None) -> int:
 def load_finished_run(path: Path, device: torch.device, out: Path, library_only: bool = False,
                       **run_control) -> Trainer:
     """The Trainer of a finished run, loaded from its checkpoint and ready to evaluate: needs no data (normaliser,
-    prompts and target returns are in it). library_only: a run stopped after skill extraction is enough (its
-    encoder, codebook, decoder and prompts are final; the skill policy is untrained and the decoder has not been
-    through skill enhancement). run_control: values for RUN_CONTROL_FIELDS (evaluation episodes, ...).
+    prompts and target returns are in it). library_only: a run in its policy phase is enough (stopped after
+    skill extraction, or interrupted later): its encoder, codebook and prompts are final, while its decoder and
+    skill policy are as far as enhancement and policy learning got (state.iteration; 0 = not at all).
+    run_control: values for RUN_CONTROL_FIELDS (evaluation episodes, ...).
     Raises ValueError naming the problem and the fix."""
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}; train one with python goskill.py --tasks mt10")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)            # RNG states must stay on CPU
-    phase, finished = ckpt["state"]["phase"], ("policy", "done") if library_only else ("done",)
-    if phase not in finished:
-        raise ValueError(f"{path} is from an unfinished run (phase {phase}); finish it with --resume")
+    phase = ckpt["state"]["phase"]
+    accepted = ("policy", "done") if library_only else ("done",)
+    if phase not in accepted:
+        raise ValueError(f"{path} is from an unfinished run (phase {phase}); finish it with --resume"
+                         + ("" if library_only else " (scripts/oracle_skills.py: or pass --library-only once the "
+                            "skill library is extracted)"))
     unknown = set(ckpt["config"]) - {f.name for f in dataclasses.fields(Config)}
     if unknown:
         raise ValueError(f"{path} has config fields this goskill.py does not know ({', '.join(sorted(unknown))}); "

@@ -19,11 +19,11 @@ Reading it: success under the oracle close to the expert's (the noise-free end o
 README's dataset table) means the library and decoder can solve the task, so the skill policy is what limits the
 trained model; low success under the oracle means the skill library (or the decoder executing it) cannot reach
 the goal precisely enough along the expert's path. It is a strong reference, not a strict upper bound: a policy
-may do better by picking skills the decoder happens to execute more reliably than the code of the expert's next H
-steps (README, "Which level limits success", measures both cases). Same evaluation variants (the "eval" seed stream), prompt
-choice and target returns as goskill.py's evaluation; on the CPU in fp32 (goskill.py evaluates a CUDA run with
-bf16 autocast). All episodes run in this one process, one environment each (~25 MB per env: lower --episodes
-for MT50)."""
+may do better by picking skills the decoder happens to execute more reliably than the code of the expert's
+next H steps (README, "Which level limits success", measures both cases). Same evaluation variants (the "eval"
+seed stream), prompt choice and target returns as goskill.py's evaluation; on the CPU in fp32 (goskill.py
+evaluates a CUDA run with bf16 autocast). All episodes run in this one process, one environment each (~25 MB
+per env: lower --episodes for MT50)."""
 
 import argparse
 import dataclasses
@@ -114,7 +114,8 @@ def main() -> int:
                         help="seed of the evaluation variants and prompt choice (default: the run's eval_seed)")
     parser.add_argument("--out", default="", help="JSON file of the figures (default: oracle.json beside the checkpoint)")
     parser.add_argument("--library-only", action="store_true",
-                        help="accept a run stopped after skill extraction (--stop-after extract); no policy agreement")
+                        help="accept a run in its policy phase, e.g. stopped after skill extraction (--stop-after "
+                             "extract); no policy agreement")
     args = parser.parse_args()
     # MetaWorld's scripted policies warn when their gain overshoots [-1, 1]; the env clips, and so do we.
     warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
@@ -180,8 +181,9 @@ def main() -> int:
           f"decoder" + ("; last column: skill steps on which the trained policy's argmax is the oracle's skill"
                         if report_agreement else "") +
           ("" if cfg.quantize else "; w/o VQ the oracle's skill is the continuous goal embedding") +
-          ("" if policy_trained else f"; run stopped at policy iteration {trainer.state.iteration}: decoder "
-           + ("without" if trainer.state.iteration == 0 else "partly through") + " skill enhancement") + ")")
+          ("" if policy_trained else f"; run stopped at policy iteration {trainer.state.iteration}"
+           + (": decoder without skill enhancement" if trainer.state.iteration == 0 and cfg.skill_enhancement
+              else "")) + ")")
     out = Path(args.out) if args.out else path.parent / "oracle.json"
     goskill.atomic_write_json({"checkpoint": str(path), "config": dataclasses.asdict(cfg),
                                "phase": trainer.state.phase, "iteration": trainer.state.iteration,

@@ -50,7 +50,8 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
   echo "mt10-probes-cpu/near-optimal-goskill-seed0 --tasks mt10 --seed 0"
   echo "mt10-probes-cpu/near-optimal-no-vq-seed0 --tasks mt10 --seed 0 --no-quantize"
   echo "mt10-probes-cpu/near-optimal-prompt-dt-prompt50-seed0 --tasks mt10 --seed 0 --algo prompt-dt --prompt-skills 50"
-  # The most precise discrete library of the README's library scan (64 codes, 3x the extraction), trained to the end.
+  # The library with the highest oracle figure in the README's library scan (64 codes, H = 10, 3x the extraction;
+  # within noise of two others), trained to the end.
   echo "mt10-probes-cpu/near-optimal-codes64-extract6k-seed0 --tasks mt10 --seed 0 --num-codes 64 --extract-iters 6000"
   # MT50, default preset, seed 0, 10 evaluation episodes per task (sized to one 10-minute GPU call).
   for dataset in sub-optimal near-optimal; do
