@@ -1541,6 +1541,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+class UnfinishedRunError(ValueError):
+    """load_finished_run was given the checkpoint of a run that has not reached the required phase."""
+
+
 def load_finished_run(path: Path, device: torch.device, out: Path, library_only: bool = False,
                       **run_control) -> Trainer:
     """The Trainer of a finished run, loaded from its checkpoint and ready to evaluate: needs no data (normaliser,
@@ -1548,16 +1552,14 @@ def load_finished_run(path: Path, device: torch.device, out: Path, library_only:
     skill extraction, or interrupted later): its encoder, codebook and prompts are final, while its decoder and
     skill policy are as far as enhancement and policy learning got (state.iteration; 0 = not at all).
     run_control: values for RUN_CONTROL_FIELDS (evaluation episodes, ...).
-    Raises ValueError naming the problem and the fix."""
+    Raises ValueError (UnfinishedRunError for a run not far enough) naming the problem and the fix."""
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}; train one with python goskill.py --tasks mt10")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)            # RNG states must stay on CPU
     phase = ckpt["state"]["phase"]
     accepted = ("policy", "done") if library_only else ("done",)
     if phase not in accepted:
-        raise ValueError(f"{path} is from an unfinished run (phase {phase}); finish it with --resume"
-                         + ("" if library_only else " (scripts/oracle_skills.py: or pass --library-only once the "
-                            "skill library is extracted)"))
+        raise UnfinishedRunError(f"{path} is from an unfinished run (phase {phase}); finish it with --resume")
     unknown = set(ckpt["config"]) - {f.name for f in dataclasses.fields(Config)}
     if unknown:
         raise ValueError(f"{path} has config fields this goskill.py does not know ({', '.join(sorted(unknown))}); "

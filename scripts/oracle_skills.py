@@ -123,6 +123,9 @@ def main() -> int:
     path, device = Path(args.checkpoint), torch.device("cpu")
     try:
         trainer = goskill.load_finished_run(path, device, path.parent, library_only=args.library_only)
+    except goskill.UnfinishedRunError as err:
+        print(f"error: {err}, or pass --library-only once its skill library is extracted", file=sys.stderr)
+        return 2
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
