@@ -541,6 +541,43 @@ def test_oracle_labels_the_expert_episode_as_labelling_does(tiny_data, tmp_path)
     assert skills == trainer.labels[episode, ::H].tolist()
 
 
+def test_subset_keeps_the_high_quality_episodes_as_a_loadable_data_dir(tiny_data, tmp_path):
+    """scripts/subset_data.py: the episodes of quality >= q, bit for bit, in files the loader accepts as complete;
+    a threshold no episode reaches, or writing over the source, stops with exit code 2."""
+    script = [sys.executable, str(ROOT / "scripts" / "subset_data.py"), "--tasks", ",".join(TASKS),
+              "--data-dir", str(tiny_data)]
+    r = subprocess.run([*script, "--out-dir", str(tmp_path / "sub"), "--min-quality", "0.5"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for task in TASKS:
+        full = cd.load_dataset(task, "near-optimal", tiny_data)
+        sub = cd.load_dataset(task, "near-optimal", tmp_path / "sub")
+        keep = full["quality"] >= 0.5
+        assert 0 < keep.sum() < EPISODES and sub["metadata"]["episodes"] == keep.sum()
+        for name in ("observations", "actions", "rewards", "successes", "quality"):
+            np.testing.assert_array_equal(sub[name], full[name][keep])
+        assert sub["metadata"]["subset_of"]["episode_indices"] == np.flatnonzero(keep).tolist()
+    for bad in (["--out-dir", str(tmp_path / "none"), "--min-quality", "1.5"],
+                ["--out-dir", str(tiny_data), "--min-quality", "0.5"]):
+        r = subprocess.run([*script, *bad], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and r.stderr.startswith("error: ")
+
+
+def test_bc_reference_trains_and_evaluates_one_mlp_per_task(tiny_data, tmp_path):
+    """scripts/bc_reference.py end to end on the tiny data: one figure per task from goskill's evaluation loop."""
+    out = tmp_path / "bc.json"
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "bc_reference.py"), "--tasks", ",".join(TASKS),
+                        "--data-dir", str(tiny_data), "--iters", "20", "--episodes", "1", "--min-quality", "0.5",
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    assert list(result["per_task"]) == TASKS
+    quality = cd.load_dataset(TASKS[0], "near-optimal", tiny_data)["quality"]
+    for figures in result["per_task"].values():
+        assert figures["episodes_trained"] == (quality >= 0.5).sum()
+        assert 0 <= figures["success_rate"] <= 1 and np.isfinite(figures["return_mean"])
+
+
 def test_bad_input_stops_with_a_one_line_error(tiny_data, tmp_path):
     r = _run_cli("--tasks", "reach-v3,flying-v3", "--data-dir", str(tiny_data), "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "flying-v3" in r.stderr and "mt10" in r.stderr
