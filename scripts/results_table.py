@@ -141,6 +141,22 @@ def library_table() -> str:
     return "\n".join(lines)
 
 
+def bc_table() -> str:
+    """scripts/bc_reference.py outputs (results/bc-reference-cpu/<name>.json): one behaviour-cloning MLP per task,
+    on all of the task's episodes or only those above a behaviour quality."""
+    results = [json.loads(p.read_text()) for p in sorted((ROOT / "results" / "bc-reference-cpu").glob("*.json"))]
+    tasks = list(dict.fromkeys(t for r in results for t in r["per_task"]))
+    lines = ["| data | episodes per task | " + " | ".join(t.removesuffix("-v3") for t in tasks) + " | mean |",
+             "|---|---:|" + "---:|" * (len(tasks) + 1)]
+    for r in sorted(results, key=lambda r: (r["args"]["dataset"], r["args"]["min_quality"])):
+        args, first = r["args"], next(iter(r["per_task"].values()))
+        cells = [f"{100 * r['per_task'][t]['success_rate']:.0f} / {r['per_task'][t]['return_mean']:.0f}"
+                 if t in r["per_task"] else "" for t in tasks]
+        lines.append(f"| {args['dataset']}, quality >= {args['min_quality']} | {first['episodes_trained']} | "
+                     + " | ".join(cells) + f" | {100 * r['mean']['success_rate']:.1f} / {r['mean']['return']:.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     main_runs, ablations, mt50 = load("mt10"), load("mt10-ablations"), load("mt50")
     mt50_paper8k = load("mt50-paper8k")
@@ -169,7 +185,9 @@ def main() -> int:
               + oracle_table() + "\n")
     if (ROOT / "results" / "mt10-library-cpu").is_dir():
         print("Skill libraries right after extraction, under the oracle (scripts/oracle_skills.py --library-only)\n\n"
-              + library_table())
+              + library_table() + "\n")
+    if (ROOT / "results" / "bc-reference-cpu").is_dir():
+        print("One behaviour-cloning MLP per task, success (%) / return (scripts/bc_reference.py)\n\n" + bc_table())
     return 0
 
 

@@ -53,6 +53,10 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
   # The library with the highest oracle figure in the README's library scan (64 codes, H = 10, 3x the extraction;
   # within noise of two others), trained to the end.
   echo "mt10-probes-cpu/near-optimal-codes64-extract6k-seed0 --tasks mt10 --seed 0 --num-codes 64 --extract-iters 6000"
+  # The default run on the second half of the near-optimal stream only (episodes of behaviour quality >= 0.75,
+  # made below by scripts/subset_data.py): what the stream's noisy episodes cost. Not one of the paper's datasets.
+  echo "mt10-probes-cpu/near-optimal-q075-goskill-seed0 --tasks mt10 --seed 0 --data-dir runs/data-q075"
+  echo "mt10-probes-cpu/near-optimal-q075-prompt-dt-seed0 --tasks mt10 --seed 0 --algo prompt-dt --data-dir runs/data-q075"
   # MT50, default preset, seed 0, 10 evaluation episodes per task (sized to one 10-minute GPU call).
   for dataset in sub-optimal near-optimal; do
     for algo in goskill prompt-dt; do
@@ -91,6 +95,9 @@ print(f\"success {100*m['success_rate']:.1f}%, return {m['return']:.0f}\")" "$js
 SELECTED=$(rows | awk -v pattern="$PATTERN" '$1 ~ pattern')     # match the row name (first field) only
 # Data first, once: parallel runs must not all generate the same files. MT10 is a subset of MT50.
 if grep -q -- "--tasks mt50" <<<"$SELECTED"; then python collect_data.py --tasks mt50; else python collect_data.py --tasks mt10; fi
+if grep -q -- "--data-dir runs/data-q075" <<<"$SELECTED"; then
+  python scripts/subset_data.py --tasks mt10 --min-quality 0.75 --out-dir runs/data-q075
+fi
 
 export -f run_row
 export EXTRA
