@@ -307,6 +307,8 @@ class OfflineData:
             meta = d["metadata"]
             self.sources[task] = {"episodes": meta["dataset_episodes"], "of": meta["episodes"],
                                   "seed": meta["seed"], "schedule": meta["schedule"]["name"]}
+            if "subset_of" in meta:                                    # written by scripts/subset_data.py
+                self.sources[task]["subset_of"] = {k: v for k, v in meta["subset_of"].items() if k != "episode_indices"}
             obs.append(d["observations"])
             act.append(d["actions"])
             rew.append(d["rewards"])

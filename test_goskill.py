@@ -557,6 +557,8 @@ def test_subset_keeps_the_high_quality_episodes_as_a_loadable_data_dir(tiny_data
         for name in ("observations", "actions", "rewards", "successes", "quality"):
             np.testing.assert_array_equal(sub[name], full[name][keep])
         assert sub["metadata"]["subset_of"]["episode_indices"] == np.flatnonzero(keep).tolist()
+    sources = goskill.OfflineData(TASKS, "near-optimal", str(tmp_path / "sub"), torch.device("cpu")).sources
+    assert all(source["subset_of"]["min_quality"] == 0.5 for source in sources.values())   # recorded in results.json
     for bad in (["--out-dir", str(tmp_path / "none"), "--min-quality", "1.5"],
                 ["--out-dir", str(tiny_data), "--min-quality", "0.5"]):
         r = subprocess.run([*script, *bad], capture_output=True, text=True, timeout=120)
