@@ -44,7 +44,7 @@ class StateAgent:
 def train_bc(observations: np.ndarray, actions: np.ndarray, args, rng: np.random.Generator):
     """An MLP (S_OBS -> hidden -> hidden -> A, tanh output like goskill's action heads) fitted to (s, a) pairs by
     Adam on the MSE. observations (n, S_OBS), actions (n, A). Returns (net, state mean, state std, final loss)."""
-    mean, std = observations.mean(0), observations.std(0) + 1e-6      # as goskill.OfflineData normalises
+    mean, std = observations.mean(0), observations.std(0) + 1e-6      # per task (goskill: over all tasks)
     states = torch.as_tensor((observations - mean) / std, dtype=torch.float32)
     targets = torch.as_tensor(actions, dtype=torch.float32)
     net = nn.Sequential(nn.Linear(states.shape[1], args.hidden), nn.ReLU(), nn.Linear(args.hidden, args.hidden),
@@ -62,18 +62,25 @@ def train_bc(observations: np.ndarray, actions: np.ndarray, args, rng: np.random
     return net, mean.astype(np.float32), std.astype(np.float32), loss.item()
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", default=POSITIONAL_TASKS, help=f"comma list or mt10/mt50 (default {POSITIONAL_TASKS})")
+    parser.add_argument("--tasks", default=POSITIONAL_TASKS,
+                        help=f"mt10, mt30, mt50 or a comma list of task names (default {POSITIONAL_TASKS})")
     parser.add_argument("--dataset", default="near-optimal", choices=collect_data.DATASET_QUALITIES)
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--min-quality", type=float, default=0.0,
                         help="train only on episodes of at least this behaviour quality (default 0: all)")
-    parser.add_argument("--iters", type=int, default=3000, help="Adam steps per task (default 3000)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--iters", type=positive_int, default=3000, help="Adam steps per task (default 3000)")
+    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--hidden", type=positive_int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--episodes", type=int, default=20, help="evaluation episodes per task (default 20)")
+    parser.add_argument("--episodes", type=positive_int, default=20, help="evaluation episodes per task (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seeds initialisation and batches")
     parser.add_argument("--eval-seed", type=int, default=0, help="evaluation variants, as goskill.py's --eval-seed")
     parser.add_argument("--out", default="", help="JSON file of the figures (default: print only)")
@@ -84,15 +91,18 @@ def main() -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    # goskill.evaluate reads only the evaluation fields of a Config (and num_codes, for skill usage it leaves empty).
+    for task, data in datasets.items():                                # before any training
+        if not (data["quality"] >= args.min_quality).any():
+            print(f"error: {task} has no episode of quality >= {args.min_quality} (highest "
+                  f"{data['quality'].max():.3f}); lower --min-quality", file=sys.stderr)
+            return 2
+    # goskill.evaluate reads the evaluation fields of a Config, num_codes (skill usage, left empty here) and
+    # prompt_trajectories (prompt choice; there are no prompts here).
     cfg = goskill.Config(eval_parallel=args.episodes, amp=False)
     device = torch.device("cpu")
     per_task = {}
     for task, data in datasets.items():
         keep = data["quality"] >= args.min_quality
-        if not keep.any():
-            print(f"error: {task} has no episode of quality >= {args.min_quality}", file=sys.stderr)
-            return 2
         rng = goskill.set_seed(args.seed)
         t0 = time.time()
         net, mean, std, loss = train_bc(data["observations"][keep, :-1].reshape(-1, collect_data.OBS_DIM),

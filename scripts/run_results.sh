@@ -95,7 +95,7 @@ print(f\"success {100*m['success_rate']:.1f}%, return {m['return']:.0f}\")" "$js
 SELECTED=$(rows | awk -v pattern="$PATTERN" '$1 ~ pattern')     # match the row name (first field) only
 # Data first, once: parallel runs must not all generate the same files. MT10 is a subset of MT50.
 if grep -q -- "--tasks mt50" <<<"$SELECTED"; then python collect_data.py --tasks mt50; else python collect_data.py --tasks mt10; fi
-if grep -q -- "--data-dir runs/data-q075" <<<"$SELECTED"; then
+if grep -q -- "--data-dir runs/data-q075" <<<"$SELECTED" && [[ ! -d runs/data-q075 ]]; then
   python scripts/subset_data.py --tasks mt10 --min-quality 0.75 --out-dir runs/data-q075
 fi
 

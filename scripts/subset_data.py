@@ -14,6 +14,8 @@ the subset. Each file's metadata records where it came from ("subset_of")."""
 
 import argparse
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,28 +25,41 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import collect_data  # noqa: E402
 
 
+# Metadata of the source file that describes the source, not the subset (the subset's own command is recorded in
+# "subset_of"); "dataset_*" keys are added by load_dataset, not stored.
+SOURCE_ONLY_KEYS = ("sub_optimal_episodes", "created", "command")
+
+
 def subset(tasks: list[str], data_dir: Path, out_dir: Path, min_quality: float) -> dict[str, int]:
     """Writes out_dir/<task>.npz for each task: the episodes of data_dir/<task>.npz with quality >= min_quality.
-    Returns the number of episodes kept per task. Raises ValueError if a task would keep none."""
-    if out_dir.resolve() == data_dir.resolve():
-        raise ValueError("--out-dir must differ from --data-dir: the subset would overwrite its source")
-    kept = {}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for task in tasks:
+    Returns the number of episodes kept per task. Raises ValueError if a task would keep none or out_dir exists.
+
+    All files are written into a sibling folder that is renamed to out_dir at the end, so out_dir is either
+    complete or absent: goskill.py would otherwise fill a half-written subset's missing tasks with whole streams."""
+    if out_dir.exists():
+        raise ValueError(f"{out_dir} already exists: remove it, or choose another --out-dir")
+    selected = {}
+    for task in tasks:                                                 # check everything before writing anything
         data = collect_data.load_dataset(task, "near-optimal", data_dir)   # all N episodes; raises if missing
         keep = data["quality"] >= min_quality
         if not keep.any():
             raise ValueError(f"{task}: no episode of quality >= {min_quality} in {data_dir} "
-                             f"(highest {data['quality'].max():.3f})")
+                             f"(highest {data['quality'].max():.3f}); lower --min-quality")
+        selected[task] = (data, keep)
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)                         # left by an interrupted earlier call
+    partial.mkdir(parents=True)
+    for task, (data, keep) in selected.items():
         source = data.pop("metadata")
         arrays = {name: array[keep] for name, array in data.items()}
-        metadata = {key: value for key, value in source.items() if not key.startswith("dataset_")}
+        metadata = {key: value for key, value in source.items()
+                    if not key.startswith("dataset_") and key not in SOURCE_ONLY_KEYS}
         metadata.update(episodes=int(keep.sum()), subset_of={
             "data_dir": str(data_dir), "episodes": source["episodes"], "min_quality": min_quality,
-            "episode_indices": np.flatnonzero(keep).tolist()})
-        collect_data._write_task_file(collect_data.dataset_path(task, out_dir), arrays, metadata)
-        kept[task] = int(keep.sum())
-    return kept
+            "command": " ".join(sys.argv), "episode_indices": np.flatnonzero(keep).tolist()})
+        collect_data._write_task_file(collect_data.dataset_path(task, partial), arrays, metadata)
+    os.replace(partial, out_dir)
+    return {task: int(keep.sum()) for task, (_, keep) in selected.items()}
 
 
 def main() -> int:
