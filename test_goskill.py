@@ -543,7 +543,8 @@ def test_oracle_labels_the_expert_episode_as_labelling_does(tiny_data, tmp_path)
 
 def test_subset_keeps_the_high_quality_episodes_as_a_loadable_data_dir(tiny_data, tmp_path):
     """scripts/subset_data.py: the episodes of quality >= q, bit for bit, in files the loader accepts as complete;
-    a threshold no episode reaches, or writing over the source, stops with exit code 2."""
+    a threshold no episode reaches, or an existing folder (here the source), stops with exit code 2 and writes
+    nothing."""
     script = [sys.executable, str(ROOT / "scripts" / "subset_data.py"), "--tasks", ",".join(TASKS),
               "--data-dir", str(tiny_data)]
     r = subprocess.run([*script, "--out-dir", str(tmp_path / "sub"), "--min-quality", "0.5"],
@@ -563,6 +564,7 @@ def test_subset_keeps_the_high_quality_episodes_as_a_loadable_data_dir(tiny_data
                 ["--out-dir", str(tiny_data), "--min-quality", "0.5"]):
         r = subprocess.run([*script, *bad], capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and r.stderr.startswith("error: ")
+    assert not (tmp_path / "none").exists() and not (tmp_path / "none.partial").exists()   # nothing half-written
 
 
 def test_bc_reference_trains_and_evaluates_one_mlp_per_task(tiny_data, tmp_path):
