@@ -57,6 +57,8 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
   # made below by scripts/subset_data.py): what the stream's noisy episodes cost. Not one of the paper's datasets.
   echo "mt10-probes-cpu/near-optimal-q075-goskill-seed0 --tasks mt10 --seed 0 --data-dir runs/data-q075"
   echo "mt10-probes-cpu/near-optimal-q075-prompt-dt-seed0 --tasks mt10 --seed 0 --algo prompt-dt --data-dir runs/data-q075"
+  # ... and Prompt-DT seeing only the current step (no history of its own actions)
+  echo "mt10-probes-cpu/near-optimal-q075-prompt-dt-context1-seed0 --tasks mt10 --seed 0 --algo prompt-dt --context-skills 1 --data-dir runs/data-q075"
   # MT50, default preset, seed 0, 10 evaluation episodes per task (sized to one 10-minute GPU call).
   for dataset in sub-optimal near-optimal; do
     for algo in goskill prompt-dt; do
