@@ -26,6 +26,8 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import collect_data  # noqa: E402
 import goskill  # noqa: E402
+from oracle_skills import positive_int  # noqa: E402  (scripts/ is on sys.path: it holds this file)
+from subset_data import quality_mask  # noqa: E402
 
 POSITIONAL_TASKS = "reach-v3,push-v3,pick-place-v3,peg-insert-side-v3"
 
@@ -62,12 +64,6 @@ def train_bc(observations: np.ndarray, actions: np.ndarray, args, rng: np.random
     return net, mean.astype(np.float32), std.astype(np.float32), loss.item()
 
 
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return int(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default=POSITIONAL_TASKS,
@@ -88,21 +84,18 @@ def main() -> int:
     try:
         tasks = collect_data.resolve_tasks(args.tasks)
         datasets = {task: collect_data.load_dataset(task, args.dataset, args.data_dir) for task in tasks}
+        keeps = {task: quality_mask(task, data, args.min_quality, args.data_dir)   # before any training
+                 for task, data in datasets.items()}
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for task, data in datasets.items():                                # before any training
-        if not (data["quality"] >= args.min_quality).any():
-            print(f"error: {task} has no episode of quality >= {args.min_quality} (highest "
-                  f"{data['quality'].max():.3f}); lower --min-quality", file=sys.stderr)
-            return 2
     # goskill.evaluate reads the evaluation fields of a Config, num_codes (skill usage, left empty here) and
     # prompt_trajectories (prompt choice; there are no prompts here).
     cfg = goskill.Config(eval_parallel=args.episodes, amp=False)
     device = torch.device("cpu")
     per_task = {}
     for task, data in datasets.items():
-        keep = data["quality"] >= args.min_quality
+        keep = keeps[task]
         rng = goskill.set_seed(args.seed)
         t0 = time.time()
         net, mean, std, loss = train_bc(data["observations"][keep, :-1].reshape(-1, collect_data.OBS_DIM),

@@ -30,6 +30,16 @@ import collect_data  # noqa: E402
 SOURCE_ONLY_KEYS = ("sub_optimal_episodes", "created", "command")
 
 
+def quality_mask(task: str, data: dict, min_quality: float, data_dir) -> np.ndarray:
+    """Which episodes of one task's loaded data have quality >= min_quality, (n,) bool. Raises ValueError if none
+    does (also used by bc_reference.py)."""
+    keep = data["quality"] >= min_quality
+    if not keep.any():
+        raise ValueError(f"{task}: no episode of quality >= {min_quality} in {data_dir} "
+                         f"(highest {data['quality'].max():.3f}); lower --min-quality")
+    return keep
+
+
 def subset(tasks: list[str], data_dir: Path, out_dir: Path, min_quality: float) -> dict[str, int]:
     """Writes out_dir/<task>.npz for each task: the episodes of data_dir/<task>.npz with quality >= min_quality.
     Returns the number of episodes kept per task. Raises ValueError if a task would keep none or out_dir exists.
@@ -41,11 +51,7 @@ def subset(tasks: list[str], data_dir: Path, out_dir: Path, min_quality: float) 
     selected = {}
     for task in tasks:                                                 # check everything before writing anything
         data = collect_data.load_dataset(task, "near-optimal", data_dir)   # all N episodes; raises if missing
-        keep = data["quality"] >= min_quality
-        if not keep.any():
-            raise ValueError(f"{task}: no episode of quality >= {min_quality} in {data_dir} "
-                             f"(highest {data['quality'].max():.3f}); lower --min-quality")
-        selected[task] = (data, keep)
+        selected[task] = (data, quality_mask(task, data, min_quality, data_dir))
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)                         # left by an interrupted earlier call
     partial.mkdir(parents=True)
