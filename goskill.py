@@ -162,7 +162,9 @@ class Config:
 
     # --- optimisation (one AdamW for the skill model across phases 1 and 3, one for the policy) ----------------
     lr: float = 3e-4
-    """AdamW learning rate (constant after warm-up, as the authors)."""
+    """AdamW learning rate (peak, reached at the end of warm-up)."""
+    lr_schedule: str = "constant"
+    """After warm-up: constant (authors), or cosine: decay to 0 over each optimiser's iterations (make_optimizer)."""
     weight_decay: float = 1e-4
     """AdamW weight decay (all parameters, as the authors)."""
     warmup_iters: int = 5000
@@ -225,6 +227,7 @@ PRESETS: dict[str, dict] = {
 }
 
 ALGOS = ("goskill", "prompt-dt")
+LR_SCHEDULES = ("constant", "cosine")
 
 # Fields that only steer a run (where it writes, what it runs on); a checkpoint may be resumed or evaluated
 # with other values for them. Every other field must match the checkpoint's config.
@@ -713,11 +716,25 @@ class ClassBalancedSampler:
         return np.concatenate([m[rng.integers(0, len(m), size=c)] for m, c in zip(self.members, counts)])
 
 
-def make_optimizer(module: nn.Module, cfg: Config) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW with linear warm-up then a constant rate (authors: lr * min(1, (step + 1) / warmup), no decay)."""
+def lr_factor(step: int, total_iters: int, cfg: Config) -> float:
+    """Multiplier of cfg.lr at optimiser step `step` of `total_iters`. Linear warm-up, then
+      constant (authors: lr * min(1, (step + 1) / warmup), no decay), or
+      cosine     0.5 * (1 + cos(pi * p)), p = the fraction of the post-warm-up steps done: from 1 down to 0.
+    DEVIATION (opt-in, --lr-schedule cosine): at a constant rate the final weights are one noisy iterate of
+    Adam, and the positional tasks need centimetre precision (README, "Training length and learning-rate
+    decay")."""
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_iters))
+    if cfg.lr_schedule == "constant" or step < cfg.warmup_iters:
+        return warm
+    progress = min(1.0, (step - cfg.warmup_iters) / max(1, total_iters - cfg.warmup_iters))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(module: nn.Module, cfg: Config,
+                   total_iters: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW and its schedule over the `total_iters` steps this optimiser will take (lr_factor)."""
     opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / max(1, cfg.warmup_iters)))
-    return opt, sched
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total_iters, cfg))
 
 
 def update(loss: torch.Tensor, params: list[nn.Parameter], opt: torch.optim.Optimizer,
@@ -1186,9 +1203,12 @@ class Trainer:
                                       math.ceil(collect_data.EPISODE_LENGTH / cfg.skill_horizon) + 1,
                                       cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.dropout,
                                       continuous=not cfg.quantize).to(device)
-            self.skill_opt, self.skill_sched = make_optimizer(self.skills, cfg)
+            # The skill optimiser lives through extraction and then enhancement (the decoder alone).
+            self.skill_opt, self.skill_sched = make_optimizer(
+                self.skills, cfg, cfg.extract_iters + (cfg.policy_iters if cfg.skill_enhancement else 0))
             self.state = RunState()
-        self.policy_opt, self.policy_sched = make_optimizer(self.policy, cfg)
+        policy_iters = cfg.policy_iters + (cfg.extract_iters if cfg.algo == "prompt-dt" else 0)
+        self.policy_opt, self.policy_sched = make_optimizer(self.policy, cfg, policy_iters)
         self.labels = self.prompts = self.target_returns = None
         self.data = None
         self.state_mean = self.state_std = None
@@ -1476,6 +1496,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise ValueError(f"unknown --dataset {cfg.dataset!r}; use one of {', '.join(collect_data.DATASET_QUALITIES)}")
     if cfg.algo not in ALGOS:
         raise ValueError(f"unknown --algo {cfg.algo!r}; use one of {', '.join(ALGOS)}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown --lr-schedule {cfg.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
     if cfg.algo == "prompt-dt" and args.stop_after == "extract":
         raise ValueError("--algo prompt-dt has no extraction phase; use --stop-after policy or none")
     collect_data.resolve_tasks(cfg.tasks)                              # one-line error for unknown task names

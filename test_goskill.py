@@ -323,6 +323,31 @@ def test_focal_loss_is_cross_entropy_at_gamma_zero_and_down_weights_easy_example
     assert torch.allclose(goskill.focal_loss(logits, targets, 0.0, 1.0, weights), per_ce[1::2].mean())
 
 
+@pytest.mark.parametrize("algo, enhancement", [("goskill", True), ("goskill", False), ("prompt-dt", True)])
+def test_cosine_schedule_reaches_zero_exactly_when_each_optimiser_stops(tiny_data, tmp_path, algo, enhancement):
+    cfg = goskill.Config(**{**TINY, "tasks": ",".join(TASKS), "data_dir": str(tiny_data), "device": "cpu",
+                            "algo": algo, "skill_enhancement": enhancement, "lr_schedule": "cosine", "lr": 1e-3})
+    trainer = goskill.Trainer(cfg, tmp_path, torch.device("cpu"))
+    trainer.load_data()
+    if algo == "goskill":
+        trainer.extract_skills()
+        trainer.label_data()
+        trainer.learn_policy()
+    else:
+        trainer.learn_actions()
+    # Steps taken: extraction (+ enhancement) for the skill optimiser; the policy's phase for the policy's.
+    schedules = [(trainer.policy_sched, cfg.policy_iters + (cfg.extract_iters if algo == "prompt-dt" else 0))]
+    if algo == "goskill":
+        schedules.append((trainer.skill_sched, cfg.extract_iters + (cfg.policy_iters if enhancement else 0)))
+    for sched, steps in schedules:
+        assert sched.last_epoch == steps
+        assert sched.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)
+    factors = [goskill.lr_factor(step, 100, cfg) for step in range(101)]
+    assert factors[:2] == [0.5, 1.0] and all(a >= b for a, b in zip(factors[1:], factors[2:]))
+    constant = dataclasses.replace(cfg, lr_schedule="constant")
+    assert [goskill.lr_factor(step, 100, constant) for step in (0, 1, 50, 100)] == [0.5, 1.0, 1.0, 1.0]
+
+
 def test_class_balanced_sampler_gives_each_present_skill_an_equal_share():
     labels = np.array([0] * 1000 + [3] * 5 + [7] * 20 + [9] * 1)
     sampler = goskill.ClassBalancedSampler(labels)
@@ -588,6 +613,8 @@ def test_bad_input_stops_with_a_one_line_error(tiny_data, tmp_path):
     assert not (tmp_path / "x").exists()
     r = _run_cli("--eval-only", str(tmp_path / "missing.pt"))
     assert r.returncode == 2 and "no checkpoint" in r.stderr
+    r = _run_cli("--tasks", "reach-v3", "--lr-schedule", "linear", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "cosine" in r.stderr and not (tmp_path / "x").exists()
 
 
 def test_nan_in_data_stops_training_with_the_task_named(collected, tmp_path):

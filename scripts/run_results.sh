@@ -59,6 +59,9 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
   echo "mt10-probes-cpu/near-optimal-q075-prompt-dt-seed0 --tasks mt10 --seed 0 --algo prompt-dt --data-dir runs/data-q075"
   # ... and Prompt-DT seeing only the current step (no history of its own actions)
   echo "mt10-probes-cpu/near-optimal-q075-prompt-dt-context1-seed0 --tasks mt10 --seed 0 --algo prompt-dt --context-skills 1 --data-dir runs/data-q075"
+  # The default run with the learning rate decayed to 0 by a cosine (--lr-schedule cosine) instead of constant.
+  echo "mt10-probes-cpu/near-optimal-goskill-cosine-seed0 --tasks mt10 --seed 0 --lr-schedule cosine"
+  echo "mt10-probes-cpu/near-optimal-prompt-dt-cosine-seed0 --tasks mt10 --seed 0 --algo prompt-dt --lr-schedule cosine"
   # MT50, default preset, seed 0, 10 evaluation episodes per task (sized to one 10-minute GPU call).
   for dataset in sub-optimal near-optimal; do
     for algo in goskill prompt-dt; do
