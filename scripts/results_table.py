@@ -157,6 +157,15 @@ def bc_table() -> str:
     return "\n".join(lines)
 
 
+def seeds_table(runs: dict[str, list[dict]]) -> str:
+    """Rows of one group, seeds merged: success rate and return (mean +- std over seeds), the seeds, minutes."""
+    lines = ["| row | seeds | success rate (%) | return | wall time per run (min) |", "|---|---|---|---|---|"]
+    for name, rs in sorted(runs.items()):
+        seeds = ", ".join(str(r["config"]["seed"]) for r in rs)
+        lines.append(f"| {name} | {seeds} | {mean_cells(rs)} | {minutes(rs)} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     main_runs, ablations, mt50 = load("mt10"), load("mt10-ablations"), load("mt50")
     mt50_paper8k = load("mt50-paper8k")
@@ -187,7 +196,11 @@ def main() -> int:
         print("Skill libraries right after extraction, under the oracle (scripts/oracle_skills.py --library-only)\n\n"
               + library_table() + "\n")
     if (ROOT / "results" / "bc-reference-cpu").is_dir():
-        print("One behaviour-cloning MLP per task, success (%) / return (scripts/bc_reference.py)\n\n" + bc_table())
+        print("One behaviour-cloning MLP per task, success (%) / return (scripts/bc_reference.py)\n\n" + bc_table()
+              + "\n")
+    reach = load("reach-probes-cpu")
+    if reach:
+        print("Prompt-DT on reach-v3 alone, quality >= 0.75 subset\n\n" + seeds_table(reach))
     return 0
 
 

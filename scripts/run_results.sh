@@ -61,7 +61,19 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
   echo "mt10-probes-cpu/near-optimal-q075-prompt-dt-context1-seed0 --tasks mt10 --seed 0 --algo prompt-dt --context-skills 1 --data-dir runs/data-q075"
   # The default run with the learning rate decayed to 0 by a cosine (--lr-schedule cosine) instead of constant.
   echo "mt10-probes-cpu/near-optimal-goskill-cosine-seed0 --tasks mt10 --seed 0 --lr-schedule cosine"
+  echo "mt10-probes-cpu/near-optimal-goskill-cosine-seed1 --tasks mt10 --seed 1 --lr-schedule cosine"
   echo "mt10-probes-cpu/near-optimal-prompt-dt-cosine-seed0 --tasks mt10 --seed 0 --algo prompt-dt --lr-schedule cosine"
+  # Prompt-DT on reach alone, on the quality >= 0.75 subset (minutes each): is it one task's precision that fails?
+  local reach="--tasks reach-v3 --algo prompt-dt --data-dir runs/data-q075"
+  for seed in 0 1 2; do
+    echo "reach-probes-cpu/q075-prompt-dt-seed$seed $reach --seed $seed"
+    echo "reach-probes-cpu/q075-prompt-dt-cosine-seed$seed $reach --seed $seed --lr-schedule cosine"
+  done
+  echo "reach-probes-cpu/q075-prompt-dt-dropout0-seed0 $reach --seed 0 --dropout 0"
+  echo "reach-probes-cpu/q075-prompt-dt-embd256-seed0 $reach --seed 0 --n-embd 256"
+  echo "reach-probes-cpu/q075-prompt-dt-context1-seed0 $reach --seed 0 --context-skills 1"
+  echo "reach-probes-cpu/q075-prompt-dt-wd0-seed0 $reach --seed 0 --weight-decay 0"
+  echo "reach-probes-cpu/q075-prompt-dt-iters3x-seed0 $reach --seed 0 --policy-iters 28000"
   # MT50, default preset, seed 0, 10 evaluation episodes per task (sized to one 10-minute GPU call).
   for dataset in sub-optimal near-optimal; do
     for algo in goskill prompt-dt; do
