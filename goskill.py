@@ -719,7 +719,7 @@ class ClassBalancedSampler:
 def lr_factor(step: int, total_iters: int, cfg: Config) -> float:
     """Multiplier of cfg.lr at optimiser step `step` of `total_iters`. Linear warm-up, then
       constant (authors: lr * min(1, (step + 1) / warmup), no decay), or
-      cosine     0.5 * (1 + cos(pi * p)), p = the fraction of the post-warm-up steps done: from 1 down to 0.
+      cosine     0.5 * (1 + cos(pi * p)), p = the fraction of the post-warm-up steps done (0 -> 1): 1 down to 0.
     DEVIATION (opt-in, --lr-schedule cosine): at a constant rate the final weights are one noisy iterate of
     Adam, and the positional tasks need centimetre precision (README, "Training length and learning-rate
     decay")."""
@@ -1203,12 +1203,14 @@ class Trainer:
                                       math.ceil(collect_data.EPISODE_LENGTH / cfg.skill_horizon) + 1,
                                       cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.dropout,
                                       continuous=not cfg.quantize).to(device)
-            # The skill optimiser lives through extraction and then enhancement (the decoder alone).
+            # One optimiser serves phase 1 and then enhancement (the decoder alone), so a decaying rate must span
+            # both: otherwise enhancement would run at the rate extraction ended with.
             self.skill_opt, self.skill_sched = make_optimizer(
                 self.skills, cfg, cfg.extract_iters + (cfg.policy_iters if cfg.skill_enhancement else 0))
             self.state = RunState()
-        policy_iters = cfg.policy_iters + (cfg.extract_iters if cfg.algo == "prompt-dt" else 0)
-        self.policy_opt, self.policy_sched = make_optimizer(self.policy, cfg, policy_iters)
+        # The flat baseline has no extraction phase and trains for GO-Skill's whole budget instead (learn_actions).
+        policy_steps = cfg.policy_iters + (cfg.extract_iters if cfg.algo == "prompt-dt" else 0)
+        self.policy_opt, self.policy_sched = make_optimizer(self.policy, cfg, policy_steps)
         self.labels = self.prompts = self.target_returns = None
         self.data = None
         self.state_mean = self.state_std = None

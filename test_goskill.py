@@ -342,6 +342,7 @@ def test_cosine_schedule_reaches_zero_exactly_when_each_optimiser_stops(tiny_dat
     for sched, steps in schedules:
         assert sched.last_epoch == steps
         assert sched.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)
+        assert sched.lr_lambdas[0](steps - 1) > 0                  # the last step taken still learns
     factors = [goskill.lr_factor(step, 100, cfg) for step in range(101)]
     assert factors[:2] == [0.5, 1.0] and all(a >= b for a, b in zip(factors[1:], factors[2:]))
     constant = dataclasses.replace(cfg, lr_schedule="constant")
