@@ -62,6 +62,7 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
   # The default run with the learning rate decayed to 0 by a cosine (--lr-schedule cosine) instead of constant.
   echo "mt10-probes-cpu/near-optimal-goskill-cosine-seed0 --tasks mt10 --seed 0 --lr-schedule cosine"
   echo "mt10-probes-cpu/near-optimal-goskill-cosine-seed1 --tasks mt10 --seed 1 --lr-schedule cosine"
+  echo "mt10-probes-cpu/near-optimal-prompt-dt-seed0 --tasks mt10 --seed 0 --algo prompt-dt"
   echo "mt10-probes-cpu/near-optimal-prompt-dt-cosine-seed0 --tasks mt10 --seed 0 --algo prompt-dt --lr-schedule cosine"
   # Prompt-DT on reach alone, on the quality >= 0.75 subset (minutes each): is it one task's precision that fails?
   local reach="--tasks reach-v3 --algo prompt-dt --data-dir runs/data-q075"
