@@ -59,7 +59,8 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
   echo "mt10-probes-cpu/near-optimal-q075-prompt-dt-seed0 --tasks mt10 --seed 0 --algo prompt-dt --data-dir runs/data-q075"
   # ... and Prompt-DT seeing only the current step (no history of its own actions)
   echo "mt10-probes-cpu/near-optimal-q075-prompt-dt-context1-seed0 --tasks mt10 --seed 0 --algo prompt-dt --context-skills 1 --data-dir runs/data-q075"
-  # The default run with the learning rate decayed to 0 by a cosine (--lr-schedule cosine) instead of constant.
+  # The default runs with the learning rate decayed to 0 by a cosine (--lr-schedule cosine) instead of constant,
+  # and Prompt-DT's constant-rate seed 0 on the CPU to pair with its cosine row.
   echo "mt10-probes-cpu/near-optimal-goskill-cosine-seed0 --tasks mt10 --seed 0 --lr-schedule cosine"
   echo "mt10-probes-cpu/near-optimal-goskill-cosine-seed1 --tasks mt10 --seed 1 --lr-schedule cosine"
   echo "mt10-probes-cpu/near-optimal-prompt-dt-seed0 --tasks mt10 --seed 0 --algo prompt-dt"
