@@ -1208,9 +1208,10 @@ class Trainer:
             self.skill_opt, self.skill_sched = make_optimizer(
                 self.skills, cfg, cfg.extract_iters + (cfg.policy_iters if cfg.skill_enhancement else 0))
             self.state = RunState()
-        # The flat baseline has no extraction phase and trains for GO-Skill's whole budget instead (learn_actions).
-        policy_steps = cfg.policy_iters + (cfg.extract_iters if cfg.algo == "prompt-dt" else 0)
-        self.policy_opt, self.policy_sched = make_optimizer(self.policy, cfg, policy_steps)
+        # Iterations of the policy phase, which its optimiser's schedule spans. The flat baseline has no extraction
+        # phase and trains for GO-Skill's whole budget instead.
+        self.policy_steps = cfg.policy_iters + (cfg.extract_iters if cfg.algo == "prompt-dt" else 0)
+        self.policy_opt, self.policy_sched = make_optimizer(self.policy, cfg, self.policy_steps)
         self.labels = self.prompts = self.target_returns = None
         self.data = None
         self.state_mean = self.state_std = None
@@ -1393,7 +1394,7 @@ class Trainer:
                 update(loss, decoder_params, self.skill_opt, self.skill_sched, cfg.grad_clip)
             return m
 
-        self._run_loop("policy", cfg.policy_iters, step)
+        self._run_loop("policy", self.policy_steps, step)
 
     # ---- the flat baseline --------------------------------------------------------------------------------------
     def learn_actions(self) -> None:
@@ -1406,7 +1407,7 @@ class Trainer:
         if self.prompts is None:
             self.prompts, self.target_returns = build_prompts(data, data.actions, lambda a: a, 1, cfg)
         params = list(self.policy.parameters())
-        self._run_loop("policy", cfg.extract_iters + cfg.policy_iters,
+        self._run_loop("policy", self.policy_steps,
                        lambda it: self._policy_step(data.actions, lambda a: a, 1, params))
 
     def _policy_step(self, targets: torch.Tensor, to_token, step: int, params: list[nn.Parameter]) -> dict:
