@@ -432,7 +432,9 @@ def write_atomically(path: pathlib.Path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _write_task_file(path: pathlib.Path, arrays: dict[str, np.ndarray], metadata: dict) -> None:
+def write_task_file(path: pathlib.Path, arrays: dict[str, np.ndarray], metadata: dict) -> None:
+    """One task's episodes (the arrays of the "Files" table in the README) and its metadata, atomically: the file
+    load_dataset reads. Public so that tools deriving a dataset (scripts/subset_data.py) write the same format."""
     # Compressed: 2.9x smaller than np.savez (3.1 vs 8.9 MB per 100 push-v3 episodes) for 0.14 s more per
     # 100 episodes, ~1% of the wall time of collecting them with 2 workers; loading takes 0.02 s.
     write_atomically(path, lambda f: np.savez_compressed(f, **arrays, metadata=np.array(json.dumps(metadata))))
@@ -607,7 +609,7 @@ def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None,
             if done_episodes[task] == episodes:
                 data = buffers.pop(task)
                 data["quality"][:] = [episode_quality(i, episodes) for i in range(episodes)]
-                _write_task_file(dataset_path(task, data_dir), data,
+                write_task_file(dataset_path(task, data_dir), data,
                                  {**_settings(task, episodes, seed), **metadata_extra,
                                   "sub_optimal_episodes": episodes_in_dataset("sub-optimal", episodes),
                                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})

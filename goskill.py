@@ -733,6 +733,8 @@ def lr_factor(step: int, total_iters: int, cfg: Config) -> float:
 def make_optimizer(module: nn.Module, cfg: Config,
                    total_iters: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW and its schedule over the `total_iters` steps this optimiser will take (lr_factor)."""
+    if cfg.lr_schedule not in LR_SCHEDULES:                          # lr_factor would silently decay it
+        raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
     opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total_iters, cfg))
 

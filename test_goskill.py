@@ -245,7 +245,7 @@ def test_load_dataset_rejects_non_finite_values(collected, tmp_path):
     data = cd.load_dataset("reach-v3", "near-optimal", collected[1])
     metadata = {k: v for k, v in data.pop("metadata").items() if not k.startswith("dataset_")}
     data["rewards"][3, 7] = np.nan
-    cd._write_task_file(cd.dataset_path("reach-v3", tmp_path), data, metadata)
+    cd.write_task_file(cd.dataset_path("reach-v3", tmp_path), data, metadata)
     with pytest.raises(ValueError, match="reach-v3: rewards"):
         cd.load_dataset("reach-v3", "near-optimal", tmp_path)
 
@@ -331,6 +331,12 @@ def test_cosine_schedule_reaches_zero_exactly_when_each_optimiser_stops(tiny_dat
     trainer.load_data()
     if algo == "goskill":
         trainer.extract_skills()
+        # A resume rebuilds the schedule from the config and the saved step: mid-decay, at the same rate.
+        trainer.save()
+        resumed = goskill.Trainer(cfg, tmp_path, torch.device("cpu"))
+        resumed.load(torch.load(tmp_path / "checkpoint.pt", weights_only=False))
+        rate = trainer.skill_sched.get_last_lr()[0]
+        assert resumed.skill_sched.get_last_lr()[0] == rate and (0 < rate < cfg.lr) == enhancement
         trainer.label_data()
         trainer.learn_policy()
     else:
@@ -347,6 +353,8 @@ def test_cosine_schedule_reaches_zero_exactly_when_each_optimiser_stops(tiny_dat
     assert factors[:2] == [0.5, 1.0] and all(a >= b for a, b in zip(factors[1:], factors[2:]))
     constant = dataclasses.replace(cfg, lr_schedule="constant")
     assert [goskill.lr_factor(step, 100, constant) for step in (0, 1, 50, 100)] == [0.5, 1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="unknown lr_schedule 'linear'"):    # a Config built in code, not the CLI
+        goskill.make_optimizer(torch.nn.Linear(2, 2), dataclasses.replace(cfg, lr_schedule="linear"), 100)
 
 
 def test_class_balanced_sampler_gives_each_present_skill_an_equal_share():
@@ -623,7 +631,7 @@ def test_nan_in_data_stops_training_with_the_task_named(collected, tmp_path):
     data = cd.load_dataset("push-v3", "near-optimal", data_dir)
     metadata = {k: v for k, v in data.pop("metadata").items() if not k.startswith("dataset_")}
     data["observations"][1, 20, 5] = np.nan
-    cd._write_task_file(cd.dataset_path("push-v3", data_dir), data, metadata)
+    cd.write_task_file(cd.dataset_path("push-v3", data_dir), data, metadata)
     r = _run_cli("--tasks", ",".join(TASKS), "--data-dir", str(data_dir), "--out", str(tmp_path / "run"),
                  *_tiny_flags())
     assert r.returncode == 2 and "push-v3" in r.stderr and "observations" in r.stderr

@@ -63,7 +63,7 @@ def subset(tasks: list[str], data_dir: Path, out_dir: Path, min_quality: float) 
         metadata.update(episodes=int(keep.sum()), subset_of={
             "data_dir": str(data_dir), "episodes": source["episodes"], "min_quality": min_quality,
             "command": " ".join(sys.argv), "episode_indices": np.flatnonzero(keep).tolist()})
-        collect_data._write_task_file(collect_data.dataset_path(task, partial), arrays, metadata)
+        collect_data.write_task_file(collect_data.dataset_path(task, partial), arrays, metadata)
     os.replace(partial, out_dir)
     return {task: int(keep.sum()) for task, (_, keep) in selected.items()}
 
