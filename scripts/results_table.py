@@ -3,6 +3,7 @@
     python scripts/results_table.py            # all tables
 Rows that differ only in the seed are merged into mean +- std (population std over seeds)."""
 
+import dataclasses
 import json
 import re
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from goskill import RUN_CONTROL_FIELDS  # noqa: E402  (fields that do not change what a run learns)
+import goskill  # noqa: E402
 
 
 def load(group: str) -> dict[str, list[dict]]:
@@ -94,8 +95,12 @@ def three_seed_table(full: list[dict], ablations: dict[str, list[dict]], more_se
 def trained_result(oracle: dict) -> dict | None:
     """The evaluation of the oracle's checkpoint by its own skill policy: the results.json copy under results/ made
     by the same run (same run folder, same method config)."""
+    # The method = every Config field except run control (device, out folder, evaluation size...), with the
+    # default for a field newer than the results.json; the run folder (`out`) tells runs of one method apart.
+    defaults = dataclasses.asdict(goskill.Config())
+
     def method(cfg: dict) -> dict:
-        return {k: v for k, v in cfg.items() if k not in RUN_CONTROL_FIELDS or k == "out"}
+        return {k: cfg.get(k, v) for k, v in defaults.items() if k not in goskill.RUN_CONTROL_FIELDS or k == "out"}
     for path in sorted((ROOT / "results").glob("*/*.json")):
         if path.parent.name not in ("mt10-oracle-cpu", "mt10-library-cpu"):
             result = json.loads(path.read_text())
