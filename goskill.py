@@ -88,7 +88,8 @@ class Config:
     data_dir: str = "data"
     """Folder of <task>.npz files written by collect_data.py; missing tasks are generated there first."""
     data_episodes: int = collect_data.DEFAULT_EPISODES
-    """Episodes per task to generate when a task's data is missing (the authors' SAC buffers have 2000)."""
+    """Episodes per task to generate when a task's data is missing. DEVIATION (both presets): the authors' SAC
+    buffers have 2000; 200 take ~4 minutes for MT10 on 2 cores (README, "Default size"); --data-episodes 2000."""
     data_seed: int = 0
     """Seed of generated data; the same data serves every training seed."""
     seed: int = 0
@@ -172,7 +173,7 @@ class Config:
     grad_clip: float = 1.0
     """Gradient-norm clip."""
     amp: bool = True
-    """bfloat16 autocast on CUDA (ignored on CPU)."""
+    """bfloat16 autocast on CUDA (ignored on CPU). DEVIATION: the authors train in fp32 (--no-amp)."""
 
     # --- evaluation ----------------------------------------------------------------------------------------------
     eval_episodes: int = 50
@@ -400,7 +401,8 @@ class VectorQuantizer(nn.Module):
       form of k-means); the encoder is not pulled toward an arbitrary code.
     - commitment term: sg on e_k, so it moves only the encoder toward its chosen code, keeping embeddings from
       drifting away from the library faster than the codes can follow; beta sets how hard.
-    - the task loss reaches the encoder only through the straight-through z_q, and never reaches the codebook.
+    - the task loss reaches the encoder through the straight-through z_q (and, in GO-Skill, through the decoder's
+      progress tokens g_i, which bypass the quantiser), and never reaches the codebook.
 
     DEVIATION: the authors' code (lucidrains' VectorQuantize) replaces the codebook term by an EMA update of the
     codes (decay 0.8) and keeps only the commitment term. Both are standard VQ-VAE variants; the explicit loss
@@ -1289,7 +1291,10 @@ class Trainer:
         """Shared loop of the two training phases: progress bar, metrics, periodic checkpoints, timing."""
         if self.state.phase != name:                                   # entering the phase (not resuming it)
             self.state.phase, self.state.iteration = name, 0
+            self.state.phase_seconds[name] = 0.0
         cfg, start_it, t_start = self.cfg, self.state.iteration, time.time()
+        # Time spent in this phase before a resume, up to its last checkpoint (the iterations after it are redone).
+        seconds_before = self.state.phase_seconds.get(name, 0.0)
         bar = tqdm(range(start_it, total), desc=name, initial=start_it, total=total, dynamic_ncols=True)
         for it in bar:
             metrics = step_fn(it)
@@ -1299,8 +1304,9 @@ class Trainer:
                 bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in shown.items()})
                 self.log({"phase": name, "iteration": it + 1, **shown})
             if (it + 1) % cfg.checkpoint_interval == 0 and it + 1 < total:
+                self.state.phase_seconds[name] = seconds_before + time.time() - t_start
                 self.save()
-        self.state.phase_seconds[name] = self.state.phase_seconds.get(name, 0.0) + time.time() - t_start
+        self.state.phase_seconds[name] = seconds_before + time.time() - t_start
         self.state.phase_iters_per_s[name] = total / max(self.state.phase_seconds[name], 1e-9)
 
     # ---- phase 1 ------------------------------------------------------------------------------------------------
@@ -1325,7 +1331,7 @@ class Trainer:
                 needs_init[0] = False
             with self.autocast():
                 loss, m = skill_loss(self.skills, batch, train_codebook=True)
-            m["grad_norm"] = update(loss, params, self.skill_opt, self.skill_sched, cfg.grad_clip)
+            m["skill/grad_norm"] = update(loss, params, self.skill_opt, self.skill_sched, cfg.grad_clip)
             if not cfg.quantize:
                 return m
             # On the device and without a boolean-mask write (that would need a host sync to count the hits).
@@ -1418,13 +1424,16 @@ class Trainer:
         batch = policy_batch(self.data, targets, to_token, self.prompts, step, self.cfg, self.rng)
         with self.autocast():
             loss, m = policy_loss(self.policy, batch, self.cfg)
-        m["grad_norm/policy"] = update(loss, params, self.policy_opt, self.policy_sched, self.cfg.grad_clip)
+        m["policy/grad_norm"] = update(loss, params, self.policy_opt, self.policy_sched, self.cfg.grad_clip)
         return m
 
     def run(self, stop_after: str | None = None) -> None:
         """Continues from wherever self.state says, writing a checkpoint at the end of each phase.
         DEVIATION: evaluation runs once, at the end (the authors also evaluate every 5000 iterations, which on a
         CPU would cost more than the training it watches)."""
+        if stop_after == "extract" and self.state.phase != "extract":
+            print(f"already past extraction (phase {self.state.phase!r}): nothing to train")
+            return
         if self.state.phase == "extract":
             self.extract_skills()
             self.label_data()
@@ -1464,10 +1473,9 @@ class Trainer:
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per Config field (booleans get --x / --no-x), plus the run-control flags."""
-    p = argparse.ArgumentParser(description="GO-Skill: offline multi-task RL with goal-oriented skills.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description="GO-Skill: offline multi-task RL with goal-oriented skills.")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="hyperparameter preset; individual flags override it")
+                   help="hyperparameter preset; individual flags override it (default: default)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt")
     p.add_argument("--eval-only", metavar="CHECKPOINT", help="evaluate a saved checkpoint and exit")
     p.add_argument("--stop-after", choices=["extract", "policy"],
@@ -1475,10 +1483,14 @@ def build_parser() -> argparse.ArgumentParser:
     docs = _field_docs()
     for f in dataclasses.fields(Config):
         flag = "--" + f.name.replace("_", "-")
+        # default=None marks "not given", so the preset's value applies; the help says what that value is.
+        cpu, paper = PRESETS["default"].get(f.name, f.default), f.default
+        shown = f"default preset: {cpu}, paper preset: {paper}" if cpu != paper else f"default: {cpu}"
+        help_text = f"{docs[f.name]} ({shown})".replace("%", "%%")
         if f.type in ("bool", bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=docs[f.name])
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            p.add_argument(flag, type=type(f.default), default=None, help=f"{docs[f.name]} (paper: {f.default})")
+            p.add_argument(flag, type=type(f.default), default=None, help=help_text)
     return p
 
 

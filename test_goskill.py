@@ -468,6 +468,25 @@ def test_enhancement_trains_only_the_decoder(tiny_data, tmp_path):
     assert all(0 <= k < cfg.num_codes for seq in best.values() for k in seq)
 
 
+def test_periodic_checkpoints_carry_the_phase_time_and_stop_after_extract_never_trains_later_phases(tiny_data,
+                                                                                                      tmp_path):
+    cfg = goskill.Config(**{**TINY, "tasks": ",".join(TASKS), "data_dir": str(tiny_data), "device": "cpu"})
+    trainer = goskill.Trainer(cfg, tmp_path, torch.device("cpu"))
+    trainer.load_data()
+    saved = []
+    trainer.save = lambda: saved.append((trainer.state.iteration, dict(trainer.state.phase_seconds)))
+    trainer.extract_skills()
+    # The checkpoint at iteration 4 of 6 holds the time spent so far, which a resume adds to (throughput in
+    # results.json = iterations / all the phase's time, not / the time after the resume).
+    assert saved[0][0] == cfg.checkpoint_interval and 0 < saved[0][1]["extract"] < trainer.state.phase_seconds["extract"]
+    trainer.label_data()
+    trainer.state.phase, trainer.state.iteration = "policy", 0
+    policy_before = [p.detach().clone() for p in trainer.policy.parameters()]
+    trainer.run(stop_after="extract")                                # e.g. --resume --stop-after extract, too late
+    assert trainer.state.phase == "policy" and trainer.state.iteration == 0
+    assert all(torch.equal(a, b) for a, b in zip(policy_before, trainer.policy.parameters()))
+
+
 def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
     common = ["--tasks", ",".join(TASKS), "--data-dir", str(tiny_data), "--device", "cpu", *_tiny_flags()]
     run_a, run_b = tmp_path / "a", tmp_path / "b"
@@ -499,6 +518,9 @@ def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
     assert {task: src["episodes"] for task, src in results["data"].items()} == {task: EPISODES for task in TASKS}
     lines = [json.loads(line) for line in (run_a / "metrics.jsonl").read_text().splitlines()]
     assert {line["phase"] for line in lines} == {"extract", "policy"}
+    for line in lines:                  # the progress bar names a metric by its last part: no two may share one
+        names = [key.split("/")[-1] for key in line if key not in ("phase", "iteration")]
+        assert len(names) == len(set(names)), line
     # An interrupted-and-resumed run ends with the same weights as one that ran straight through.
     r = _run_cli(*common, "--out", str(run_b), "--stop-after", "policy")
     assert r.returncode == 0, r.stderr
