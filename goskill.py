@@ -210,8 +210,9 @@ PRESETS: dict[str, dict] = {
         "context_skills": 10,
         "prompt_skills": 5,
         # DEVIATION: 2k + 8k iterations instead of 30k + 70k, with warm-up shortened in proportion and a
-        # 3x higher learning rate, which these small models take without instability. Measured: at 2k + 4k
-        # iterations lr 1e-3 gave 66% vs 57.5% with 3e-4; 8k policy iterations with 4 sequences per task 75%.
+        # 3x higher learning rate, which these small models take without instability. Measured (one seed each,
+        # 8 sequences per task): at 2k + 4k iterations lr 1e-3 gave 66% vs 57.5% with 3e-4; at 2k + 8k, 3e-4
+        # gave 72.5% and this preset (1e-3, 4 sequences per task) 75%, within noise of each other.
         # Dropout stays at 0.1 (0.0 measured 66.5% against those 75%).
         "lr": 1e-3,
         "extract_iters": 2000,
@@ -754,15 +755,15 @@ def update(loss: torch.Tensor, params: list[nn.Parameter], opt: torch.optim.Opti
     return grad_norm
 
 
-def skill_loss(skills: SkillModel, batch: dict[str, torch.Tensor], train_codebook: bool) -> tuple[torch.Tensor, dict]:
-    """Phase 1 (train_codebook=True), the authors' L1:  L = L_act + L_vq
+def skill_loss(skills: SkillModel, batch: dict[str, torch.Tensor], train_library: bool) -> tuple[torch.Tensor, dict]:
+    """Phase 1 (train_library=True: goal encoder, codebook and decoder learn), the authors' L1:  L = L_act + L_vq
          z_e = f(s_{t+H} - s_t),  z_q = VQ(z_e),  g_i = f(s_{t+i} - s_t)
          L_act = mean over valid steps i and action dims of (pi(z_q, g_<=i, s_<=i, a_<i) - a_{t+i})^2
-    Phase 3, skill enhancement (train_codebook=False), the authors' L2: the same L_act with encoder and codebook
+    Phase 3, skill enhancement (train_library=False), the authors' L2: the same L_act with encoder and codebook
     frozen (z_q and g computed without gradient, no VQ term), so only the decoder learns.
     Ablation w/o VQ (skills.quantize False): z_q = z_e and L = L_act; the decoder sees the continuous embedding."""
     states, mask = batch["states"], batch["mask"]                      # (B, H, S_OBS), (B, H)
-    with torch.set_grad_enabled(train_codebook and torch.is_grad_enabled()):
+    with torch.set_grad_enabled(train_library and torch.is_grad_enabled()):
         z_e = skills.encoder(batch["goal"] - batch["start"])           # (B, D)
         if skills.quantize:
             z_q, codes, vq_loss = skills.quantizer(z_e)                 # (B, D), (B,), ()
@@ -779,7 +780,7 @@ def skill_loss(skills: SkillModel, batch: dict[str, torch.Tensor], train_codeboo
     metrics["_code_counts"] = usage
     p = usage / usage.sum()
     metrics["vq/perplexity"] = torch.exp(-(p * p.clamp(min=1e-12).log()).sum())
-    if not train_codebook:                                             # enhancement: the VQ term has no gradient
+    if not train_library:                                              # enhancement: the VQ term has no gradient
         return action_loss, metrics
     metrics["loss/vq"] = vq_loss.detach()
     return action_loss + vq_loss, metrics
@@ -849,9 +850,12 @@ def build_prompts(data: OfflineData, targets: torch.Tensor, to_token, step: int,
     Prompt-DT with step 1): tensors of shape (num_tasks * n_prompt, P, ...), task-major.
     Also each task's target return for evaluation = the best prompt episode's return (authors)."""
     P, T = cfg.prompt_skills, data.horizon
-    best = np.stack([data.best_episodes(i, cfg.prompt_trajectories) for i in range(len(data.tasks))])   # (N, n)
-    if best.shape[1] < cfg.prompt_trajectories:
-        raise ValueError(f"each task needs >= {cfg.prompt_trajectories} episodes for prompts")
+    best = [data.best_episodes(i, cfg.prompt_trajectories) for i in range(len(data.tasks))]
+    short = [task for task, b in zip(data.tasks, best) if len(b) < cfg.prompt_trajectories]
+    if short:
+        raise ValueError(f"{', '.join(short)}: fewer than --prompt-trajectories {cfg.prompt_trajectories} episodes "
+                         "to draw prompts from; collect more (collect_data.py --episodes) or lower it")
+    best = np.stack(best)                                                                   # (N, n)
     e = torch.as_tensor(best.ravel(), device=data.device)[:, None]
     t = torch.arange(T - P * step, T, step, device=data.device)[None].expand(len(e), P)   # (N*n, P)
     return {
@@ -1099,8 +1103,9 @@ class ActionAgent:
 
 def evaluation_prompts(prompts: dict, env_task: np.ndarray, n_tasks: int, cfg: Config, seed: int,
                        device: torch.device) -> dict:
-    """The prompt of each env (env_task[e] = its task): one of the task's best trajectories, chosen at random per
-    evaluation call from `seed` (authors), the same for all of the task's episodes."""
+    """The prompt of each env (env_task[e] = its task): one of the task's best trajectories, the same for all of
+    the task's episodes. Chosen at random as the authors do, but from `seed`, so that every run and every
+    evaluation call of one run use the same prompts (the authors draw anew per call)."""
     prompt_rng = np.random.default_rng(seed)
     choice = np.arange(n_tasks) * cfg.prompt_trajectories + prompt_rng.integers(0, cfg.prompt_trajectories, n_tasks)
     return {k: v[torch.as_tensor(choice[env_task], device=device)] for k, v in prompts.items()}
@@ -1203,7 +1208,8 @@ class Trainer:
         else:
             self.skills = SkillModel(cfg, collect_data.OBS_DIM, collect_data.ACT_DIM).to(device)
             self.policy = SkillPolicy(collect_data.OBS_DIM, cfg.code_dim, cfg.num_codes,
-                                      # skill-level timesteps 0..T/H (authors: a 1000-row table, 50 of them used)
+                                      # skill-level timesteps 0..(T-1)//H; the last row is never used, kept so
+                                      # that existing checkpoints load (authors: a 1000-row table, 50 used)
                                       math.ceil(collect_data.EPISODE_LENGTH / cfg.skill_horizon) + 1,
                                       cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.dropout,
                                       continuous=not cfg.quantize).to(device)
@@ -1330,7 +1336,7 @@ class Trainer:
                 self.skills.quantizer.init_from_data(z_e, cfg.kmeans_iters, self.torch_gen)
                 needs_init[0] = False
             with self.autocast():
-                loss, m = skill_loss(self.skills, batch, train_codebook=True)
+                loss, m = skill_loss(self.skills, batch, train_library=True)
             m["skill/grad_norm"] = update(loss, params, self.skill_opt, self.skill_sched, cfg.grad_clip)
             if not cfg.quantize:
                 return m
@@ -1397,7 +1403,7 @@ class Trainer:
                 ep, t = np.divmod(sampler.sample(enhance_batch, self.rng), data.horizon)
                 seg = data.segments(ep, t, cfg.skill_horizon)
                 with self.autocast():
-                    loss, m_dec = skill_loss(self.skills, seg, train_codebook=False)
+                    loss, m_dec = skill_loss(self.skills, seg, train_library=False)
                 m["loss/enhance"] = m_dec["loss/action"]
                 update(loss, decoder_params, self.skill_opt, self.skill_sched, cfg.grad_clip)
             return m

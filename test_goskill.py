@@ -487,6 +487,15 @@ def test_periodic_checkpoints_carry_the_phase_time_and_stop_after_extract_never_
     assert all(torch.equal(a, b) for a, b in zip(policy_before, trainer.policy.parameters()))
 
 
+def test_too_few_episodes_for_the_prompts_is_refused_with_the_fix(tiny_data, tmp_path):
+    cfg = goskill.Config(**{**TINY, "tasks": ",".join(TASKS), "data_dir": str(tiny_data), "device": "cpu",
+                            "algo": "prompt-dt", "prompt_trajectories": EPISODES + 1})
+    trainer = goskill.Trainer(cfg, tmp_path, torch.device("cpu"))
+    trainer.load_data()
+    with pytest.raises(ValueError, match=f"{TASKS[0]}, {TASKS[1]}: fewer than --prompt-trajectories"):
+        trainer.learn_actions()
+
+
 def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
     common = ["--tasks", ",".join(TASKS), "--data-dir", str(tiny_data), "--device", "cpu", *_tiny_flags()]
     run_a, run_b = tmp_path / "a", tmp_path / "b"
