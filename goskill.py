@@ -17,6 +17,7 @@ What it does, top to bottom (the order of the paper):
      on class-balanced batches                                                    (ClassBalancedSampler)
      The flat Prompt-DT baseline (--algo prompt-dt) is PromptDT over env steps and actions (Trainer.learn_actions).
   8. Batched evaluation of all tasks' environments at once                      (SkillAgent, ActionAgent, evaluate)
+     Reporting: the task x skill table and the skills along trajectories, as text and pictures.
   9. main(): CLI generated from Config, resume, eval-only.
 
 Commands:
@@ -866,92 +867,6 @@ def build_prompts(data: OfflineData, targets: torch.Tensor, to_token, step: int,
     }, torch.as_tensor(data.episode_return[best[:, 0]], dtype=torch.float32)
 
 
-def skill_tables(labels: np.ndarray, episode_task: np.ndarray, tasks: list[str], num_codes: int) -> dict:
-    """Share of each skill in the data, and the task x skill usage table (each row a task's shares)."""
-    share = np.bincount(labels.ravel(), minlength=num_codes) / labels.size
-    table = np.stack([np.bincount(labels[episode_task == i].ravel(), minlength=num_codes) for i in range(len(tasks))])
-    table = table / table.sum(1, keepdims=True)
-    return {"share": share.round(4).tolist(), "unused": np.flatnonzero(share == 0).tolist(),
-            "task_skill_share": {task: row.round(4).tolist() for task, row in zip(tasks, table)}}
-
-
-def format_table(rows: dict[str, list[float]], num_codes: int, title: str) -> str:
-    head = f"{title:<28}" + "".join(f"{k:>5}" for k in range(num_codes))
-    lines = [head] + [f"{name:<28}" + "".join(f"{100 * v:5.0f}" for v in row) for name, row in rows.items()]
-    return "\n".join(lines)
-
-
-SKILL_SYMBOLS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"   # one character per skill index
-
-
-def format_sequences(sequences: dict[str, list[int]], horizon: int) -> str:
-    """The skill index along one trajectory per task as text, one character per H steps (0-9, a-z, A-Z)."""
-    lines = [f"skill index along each task's best episode, one character per {horizon} steps:"]
-    lines += [f"{task:<28}" + "".join(SKILL_SYMBOLS[k] if k < len(SKILL_SYMBOLS) else "?" for k in seq)
-              for task, seq in sequences.items()]
-    return "\n".join(lines)
-
-
-def _pyplot():
-    """matplotlib.pyplot with a file-only backend, or None with a one-line note: the pictures are an optional
-    extra (pip install matplotlib); the same tables are always printed and saved as JSON."""
-    try:
-        import matplotlib
-    except ImportError:
-        print("note: matplotlib is not installed, so no PNGs were drawn (pip install matplotlib); "
-              "the tables printed above are the same data")
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def plot_heatmap(rows: dict[str, list[float]], title: str, path: Path) -> None:
-    """Tasks x skills heatmap of shares, written atomically as PNG."""
-    plt = _pyplot()
-    if plt is None:
-        return
-    values = np.array(list(rows.values()))                             # (tasks, M)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.35 * values.shape[1], 1.0 + 0.3 * len(rows)))
-    im = ax.imshow(values, cmap="viridis", vmin=0, aspect="auto")
-    ax.set_yticks(range(len(rows)), list(rows))
-    ax.set_xticks(range(values.shape[1]))
-    ax.set_xlabel("skill index")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.03)
-    fig.tight_layout()
-    _save_figure(fig, path)
-    plt.close(fig)
-
-
-def plot_skills(tables: dict, horizon: int, out: Path) -> None:
-    """skill_usage.png (the task x skill table of the labelled data) and skill_trajectories.png (the skill index
-    along each task's best episode, one colour per skill), the seed summary's first sanity check."""
-    plt = _pyplot()
-    if plt is None:
-        return
-    plot_heatmap({"all data": tables["share"], **tables["task_skill_share"]},
-                 "skill usage in the labelled data (share of steps)", out / "skill_usage.png")
-    seqs = tables["best_episode_skills"]
-    num_codes = len(tables["share"])
-    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.3 * len(seqs)))
-    im = ax.imshow(np.array(list(seqs.values())), cmap="tab20" if num_codes <= 20 else "nipy_spectral",
-                   vmin=-0.5, vmax=num_codes - 0.5, aspect="auto", interpolation="nearest",
-                   extent=(0, horizon * len(next(iter(seqs.values()))), len(seqs) - 0.5, -0.5))
-    ax.set_yticks(range(len(seqs)), list(seqs))
-    ax.set_xlabel("env step of the task's best episode in the data")
-    ax.set_title("skill index along trajectories", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.03, ticks=range(num_codes), label="skill")
-    fig.tight_layout()
-    _save_figure(fig, out / "skill_trajectories.png")
-    plt.close(fig)
-
-
-def _save_figure(fig, path: Path) -> None:
-    collect_data.write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    print(f"wrote {path}")
-
-
 # =====================================================================================================================
 # 8. Evaluation: all tasks' environments step together, both policies run batched
 # =====================================================================================================================
@@ -1175,6 +1090,97 @@ def format_results(results: dict) -> str:
     m = results["mean"]
     lines.append(f"{'mean':<28}{100 * m['success_rate']:8.1f}%{m['return']:10.1f}")
     return "\n".join(lines)
+
+
+# =====================================================================================================================
+# 8b. Reporting: skill shares, the task x skill table and pictures (text always; PNGs with matplotlib)
+# =====================================================================================================================
+
+
+def skill_tables(labels: np.ndarray, episode_task: np.ndarray, tasks: list[str], num_codes: int) -> dict:
+    """Share of each skill in the data, and the task x skill usage table (each row a task's shares)."""
+    share = np.bincount(labels.ravel(), minlength=num_codes) / labels.size
+    table = np.stack([np.bincount(labels[episode_task == i].ravel(), minlength=num_codes) for i in range(len(tasks))])
+    table = table / table.sum(1, keepdims=True)
+    return {"share": share.round(4).tolist(), "unused": np.flatnonzero(share == 0).tolist(),
+            "task_skill_share": {task: row.round(4).tolist() for task, row in zip(tasks, table)}}
+
+
+def format_table(rows: dict[str, list[float]], num_codes: int, title: str) -> str:
+    head = f"{title:<28}" + "".join(f"{k:>5}" for k in range(num_codes))
+    lines = [head] + [f"{name:<28}" + "".join(f"{100 * v:5.0f}" for v in row) for name, row in rows.items()]
+    return "\n".join(lines)
+
+
+SKILL_SYMBOLS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"   # one character per skill index
+
+
+def format_sequences(sequences: dict[str, list[int]], horizon: int) -> str:
+    """The skill index along one trajectory per task as text, one character per H steps (0-9, a-z, A-Z)."""
+    lines = [f"skill index along each task's best episode, one character per {horizon} steps:"]
+    lines += [f"{task:<28}" + "".join(SKILL_SYMBOLS[k] if k < len(SKILL_SYMBOLS) else "?" for k in seq)
+              for task, seq in sequences.items()]
+    return "\n".join(lines)
+
+
+def _pyplot():
+    """matplotlib.pyplot with a file-only backend, or None with a one-line note: the pictures are an optional
+    extra (pip install matplotlib); the same tables are always printed and saved as JSON."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("note: matplotlib is not installed, so no PNGs were drawn (pip install matplotlib); "
+              "the tables printed above are the same data")
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_heatmap(rows: dict[str, list[float]], title: str, path: Path) -> None:
+    """Tasks x skills heatmap of shares, written atomically as PNG."""
+    plt = _pyplot()
+    if plt is None:
+        return
+    values = np.array(list(rows.values()))                             # (tasks, M)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.35 * values.shape[1], 1.0 + 0.3 * len(rows)))
+    im = ax.imshow(values, cmap="viridis", vmin=0, aspect="auto")
+    ax.set_yticks(range(len(rows)), list(rows))
+    ax.set_xticks(range(values.shape[1]))
+    ax.set_xlabel("skill index")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_skills(tables: dict, horizon: int, out: Path) -> None:
+    """skill_usage.png (the task x skill table of the labelled data) and skill_trajectories.png (the skill index
+    along each task's best episode, one colour per skill), the seed summary's first sanity check."""
+    plt = _pyplot()
+    if plt is None:
+        return
+    plot_heatmap({"all data": tables["share"], **tables["task_skill_share"]},
+                 "skill usage in the labelled data (share of steps)", out / "skill_usage.png")
+    seqs = tables["best_episode_skills"]
+    num_codes = len(tables["share"])
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.3 * len(seqs)))
+    im = ax.imshow(np.array(list(seqs.values())), cmap="tab20" if num_codes <= 20 else "nipy_spectral",
+                   vmin=-0.5, vmax=num_codes - 0.5, aspect="auto", interpolation="nearest",
+                   extent=(0, horizon * len(next(iter(seqs.values()))), len(seqs) - 0.5, -0.5))
+    ax.set_yticks(range(len(seqs)), list(seqs))
+    ax.set_xlabel("env step of the task's best episode in the data")
+    ax.set_title("skill index along trajectories", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03, ticks=range(num_codes), label="skill")
+    fig.tight_layout()
+    _save_figure(fig, out / "skill_trajectories.png")
+    plt.close(fig)
+
+
+def _save_figure(fig, path: Path) -> None:
+    collect_data.write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    print(f"wrote {path}")
 
 
 # =====================================================================================================================
