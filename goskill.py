@@ -39,9 +39,10 @@ matplotlib installed, skill_usage.png, skill_trajectories.png and skill_usage_ev
 eval.json beside the checkpoint (or in --out).
 
 Dimension legend used in shape comments:
-  B batch, T episode length (500), H skill horizon, K context length and P prompt length in decision steps
-  (skill steps for GO-Skill, env steps for Prompt-DT), M number of codes, D code dimension, C transformer
-  width, S_OBS = 39 state dim, A = 4 action dim, E number of episodes / environments.
+  B batch, T episode length (500), N tokens of a transformer's sequence, H skill horizon, K context length and
+  P prompt length in decision steps (skill steps for GO-Skill, env steps for Prompt-DT), M number of codes,
+  D code dimension, C transformer width, S_OBS = 39 state dim, A = 4 action dim, E number of episodes /
+  environments.
 
 Tested with: Python 3.11, torch 2.13.0, metaworld 3.1.1, numpy 2.x.
 """
@@ -490,9 +491,9 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         b, t, c = x.shape
         q, k, v = self.qkv(x).split(c, dim=2)
-        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hs)
+        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, nh, N, hs)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
-                                           dropout_p=self.dropout if self.training else 0.0)      # (B, nh, T, hs)
+                                           dropout_p=self.dropout if self.training else 0.0)      # (B, nh, N, hs)
         return self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, t, c)))
 
 
@@ -512,9 +513,9 @@ class Block(nn.Module):
 
 
 class CausalTransformer(nn.Module):
-    """A GPT over pre-embedded tokens (B, T, C) -> (B, T, C): token t attends to tokens <= t only.
+    """A GPT over N pre-embedded tokens (B, N, C) -> (B, N, C): token i attends to tokens <= i only.
     No learned position table: as in Decision Transformer, callers add timestep embeddings to their tokens.
-    `valid` (B, T) marks real tokens; padded keys are never attended to (a token always sees itself, so a
+    `valid` (B, N) marks real tokens; padded keys are never attended to (a token always sees itself, so a
     fully padded row gives finite garbage that the caller masks out of the loss instead of NaN)."""
 
     def __init__(self, n_embd: int, n_layer: int, n_head: int, dropout: float):
@@ -539,7 +540,7 @@ class CausalTransformer(nn.Module):
             t = x.shape[1]
             causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
             attn_mask = (causal & valid[:, None, :]) | torch.eye(t, dtype=torch.bool, device=x.device)
-            attn_mask = attn_mask[:, None]                             # (B, 1, T, T), broadcast over heads
+            attn_mask = attn_mask[:, None]                             # (B, 1, N, N), broadcast over heads
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, attn_mask)
@@ -856,9 +857,9 @@ def build_prompts(data: OfflineData, targets: torch.Tensor, to_token, step: int,
     if short:
         raise ValueError(f"{', '.join(short)}: fewer than --prompt-trajectories {cfg.prompt_trajectories} episodes "
                          "to draw prompts from; collect more (collect_data.py --episodes) or lower it")
-    best = np.stack(best)                                                                   # (N, n)
+    best = np.stack(best)                                                           # (num_tasks, n_prompt)
     e = torch.as_tensor(best.ravel(), device=data.device)[:, None]
-    t = torch.arange(T - P * step, T, step, device=data.device)[None].expand(len(e), P)   # (N*n, P)
+    t = torch.arange(T - P * step, T, step, device=data.device)[None].expand(len(e), P)   # (num_tasks*n_prompt, P)
     return {
         "rtg": data.rtg[e, t] / cfg.rtg_scale,
         "states": data.observations[e, t],
