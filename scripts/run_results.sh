@@ -65,6 +65,9 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
   echo "mt10-probes-cpu/near-optimal-goskill-cosine-seed1 --tasks mt10 --seed 1 --lr-schedule cosine"
   echo "mt10-probes-cpu/near-optimal-prompt-dt-seed0 --tasks mt10 --seed 0 --algo prompt-dt"
   echo "mt10-probes-cpu/near-optimal-prompt-dt-cosine-seed0 --tasks mt10 --seed 0 --algo prompt-dt --lr-schedule cosine"
+  for seed in 0 1; do
+    echo "mt10-probes-cpu/near-optimal-no-vq-cosine-seed$seed --tasks mt10 --seed $seed --no-quantize --lr-schedule cosine"
+  done
   # Prompt-DT on reach alone, on the quality >= 0.75 subset (minutes each): is it one task's precision that fails?
   local reach="--tasks reach-v3 --algo prompt-dt --data-dir runs/data-q075"
   for seed in 0 1 2; do
