@@ -1631,8 +1631,14 @@ def eval_only(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint alone (--eval-only)."""
     path = Path(args.eval_only)
     out = Path(args.out) if args.out else path.parent
-    overrides = {name: getattr(args, name) for name in ("eval_episodes", "eval_parallel", "eval_workers", "eval_seed")
-                 if getattr(args, name) is not None}
+    honoured = ("eval_episodes", "eval_parallel", "eval_workers", "eval_seed")
+    ignored = ["--" + ("[no-]" if f.type in ("bool", bool) else "") + f.name.replace("_", "-")
+               for f in dataclasses.fields(Config)
+               if getattr(args, f.name) is not None and f.name not in (*honoured, "device", "out")]
+    if ignored:                                                        # the checkpoint's own config is evaluated
+        raise ValueError(f"--eval-only evaluates the checkpoint as trained; drop {', '.join(ignored)} (only "
+                         "--eval-episodes, --eval-parallel, --eval-workers, --eval-seed, --device and --out apply)")
+    overrides = {name: getattr(args, name) for name in honoured if getattr(args, name) is not None}
     trainer = load_finished_run(path, resolve_device(args.device or "auto"), out, **overrides)
     out.mkdir(parents=True, exist_ok=True)
     results = trainer.evaluate(trainer.cfg.eval_episodes)

@@ -653,6 +653,8 @@ def test_bad_input_stops_with_a_one_line_error(tiny_data, tmp_path):
     assert not (tmp_path / "x").exists()
     r = _run_cli("--eval-only", str(tmp_path / "missing.pt"))
     assert r.returncode == 2 and "no checkpoint" in r.stderr
+    r = _run_cli("--eval-only", str(tmp_path / "missing.pt"), "--num-codes", "7", "--no-amp")
+    assert r.returncode == 2 and "drop --num-codes, --[no-]amp" in r.stderr
     r = _run_cli("--tasks", "reach-v3", "--lr-schedule", "linear", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "cosine" in r.stderr and not (tmp_path / "x").exists()
 
