@@ -1296,6 +1296,17 @@ class Trainer:
         if rng["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
 
+    def trim_log(self) -> None:
+        """On resume: drop the metrics.jsonl lines logged after the checkpoint, which the resumed run logs again."""
+        path, order = self.out / "metrics.jsonl", ("extract", "policy", "done")
+        if not path.exists():
+            return
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        now = (order.index(self.state.phase), self.state.iteration)
+        kept = [line for line in lines if (order.index(line["phase"]), line["iteration"]) <= now]
+        if len(kept) < len(lines):
+            collect_data.write_atomically(path, lambda f: f.write("".join(json.dumps(m) + "\n" for m in kept).encode()))
+
     def log(self, metrics: dict) -> None:
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
@@ -1572,6 +1583,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(cfg, out, device)
         if args.resume:
             trainer.load(ckpt)
+            trainer.trim_log()
             print(f"resuming {ckpt_path}: phase {trainer.state.phase}, iteration {trainer.state.iteration}")
         t0 = time.time()
         trainer.load_data()

@@ -515,6 +515,8 @@ def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
     assert set(library["per_task"]) == set(TASKS) and 0.0 <= library["mean"]["success_rate"] <= 1.0
     r = _run_cli(*common, "--out", str(run_a))                  # the folder holds a run: refuse to overwrite it
     assert r.returncode == 2 and "--resume" in r.stderr
+    with open(run_a / "metrics.jsonl", "a") as f:               # as if killed after logging past the checkpoint
+        f.write(json.dumps({"phase": "policy", "iteration": 2, "loss/policy": -1.0}) + "\n")
     r = _run_cli(*common, "--out", str(run_a), "--resume")
     assert r.returncode == 0, r.stderr
     results = json.loads((run_a / "results.json").read_text())
@@ -527,6 +529,8 @@ def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
     assert {task: src["episodes"] for task, src in results["data"].items()} == {task: EPISODES for task in TASKS}
     lines = [json.loads(line) for line in (run_a / "metrics.jsonl").read_text().splitlines()]
     assert {line["phase"] for line in lines} == {"extract", "policy"}
+    steps = [(line["phase"] != "extract", line["iteration"]) for line in lines]
+    assert steps == sorted(set(steps)) and -1.0 not in [line.get("loss/policy") for line in lines]  # once each
     for line in lines:                  # the progress bar names a metric by its last part: no two may share one
         names = [key.split("/")[-1] for key in line if key not in ("phase", "iteration")]
         assert len(names) == len(set(names)), line
