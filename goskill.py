@@ -1512,7 +1512,7 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         # default=None marks "not given", so the preset's value applies; the help says what that value is.
         cpu, paper = PRESETS["default"].get(f.name, f.default), f.default
-        shown = f"default preset: {cpu}, paper preset: {paper}" if cpu != paper else f"default: {cpu}"
+        shown = f"default preset: {cpu}, paper preset: {paper}" if cpu != paper else f"default: {cpu!r}"
         help_text = f"{docs[f.name]} ({shown})".replace("%", "%%")
         if f.type in ("bool", bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)

@@ -61,11 +61,12 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
   echo "mt10-probes-cpu/near-optimal-q075-prompt-dt-context1-seed0 --tasks mt10 --seed 0 --algo prompt-dt --context-skills 1 --data-dir runs/data-q075"
   # The default runs with the learning rate decayed to 0 by a cosine (--lr-schedule cosine) instead of constant,
   # and Prompt-DT's constant-rate seed 0 on the CPU to pair with its cosine row.
-  echo "mt10-probes-cpu/near-optimal-goskill-cosine-seed0 --tasks mt10 --seed 0 --lr-schedule cosine"
-  echo "mt10-probes-cpu/near-optimal-goskill-cosine-seed1 --tasks mt10 --seed 1 --lr-schedule cosine"
+  for seed in 0 1 2; do
+    echo "mt10-probes-cpu/near-optimal-goskill-cosine-seed$seed --tasks mt10 --seed $seed --lr-schedule cosine"
+  done
   echo "mt10-probes-cpu/near-optimal-prompt-dt-seed0 --tasks mt10 --seed 0 --algo prompt-dt"
   echo "mt10-probes-cpu/near-optimal-prompt-dt-cosine-seed0 --tasks mt10 --seed 0 --algo prompt-dt --lr-schedule cosine"
-  for seed in 0 1; do
+  for seed in 0 1 2; do
     echo "mt10-probes-cpu/near-optimal-no-vq-cosine-seed$seed --tasks mt10 --seed $seed --no-quantize --lr-schedule cosine"
   done
   # Prompt-DT on reach alone, on the quality >= 0.75 subset (minutes each): is it one task's precision that fails?
