@@ -65,7 +65,9 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
     echo "mt10-probes-cpu/near-optimal-goskill-cosine-seed$seed --tasks mt10 --seed $seed --lr-schedule cosine"
   done
   echo "mt10-probes-cpu/near-optimal-prompt-dt-seed0 --tasks mt10 --seed 0 --algo prompt-dt"
-  echo "mt10-probes-cpu/near-optimal-prompt-dt-cosine-seed0 --tasks mt10 --seed 0 --algo prompt-dt --lr-schedule cosine"
+  for seed in 0 1 2; do
+    echo "mt10-probes-cpu/near-optimal-prompt-dt-cosine-seed$seed --tasks mt10 --seed $seed --algo prompt-dt --lr-schedule cosine"
+  done
   for seed in 0 1 2; do
     echo "mt10-probes-cpu/near-optimal-no-vq-cosine-seed$seed --tasks mt10 --seed $seed --no-quantize --lr-schedule cosine"
   done
