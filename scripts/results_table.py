@@ -132,16 +132,18 @@ def library_table() -> str:
     """scripts/oracle_skills.py --library-only outputs (results/mt10-library-cpu/<name>.json): what a skill library
     (horizon H, number of codes), right after extraction, delivers under the oracle."""
     tasks = ["reach-v3", "push-v3", "pick-place-v3", "peg-insert-side-v3", "door-open-v3", "drawer-open-v3"]
-    lines = ["| library | dataset | H | codes | extraction iterations | success rate (%) | return | "
+    lines = ["| library | dataset | H | codes | extraction iterations | width | success rate (%) | return | "
              + " | ".join(t.removesuffix("-v3") for t in tasks) + " |",
-             "|---|---|---:|---:|---:|---|---|" + "---:|" * len(tasks)]
+             "|---|---|---:|---:|---:|---:|---|---|" + "---:|" * len(tasks)]
     results = [(p, json.loads(p.read_text())) for p in (ROOT / "results" / "mt10-library-cpu").glob("*.json")]
     for path, r in sorted(results, key=lambda pr: (pr[1]["config"]["dataset"], -pr[1]["config"]["skill_horizon"],
-                                                  pr[1]["config"]["num_codes"], pr[1]["config"]["extract_iters"])):
+                                                  pr[1]["config"]["num_codes"], pr[1]["config"]["extract_iters"],
+                                                  pr[1]["config"]["n_embd"])):
         cfg = r["config"]
         cells = [pm([r["per_task"][t]["success_rate"]], 100, 0) if t in r["per_task"] else "" for t in tasks]
         lines.append(f"| {path.stem} | {cfg['dataset']} | {cfg['skill_horizon']} | "
-                     f"{cfg['num_codes'] if cfg['quantize'] else 'w/o VQ'} | {cfg['extract_iters']} | {mean_cells([r])} | "
+                     f"{cfg['num_codes'] if cfg['quantize'] else 'w/o VQ'} | {cfg['extract_iters']} | {cfg['n_embd']} | "
+                     f"{mean_cells([r])} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
 
