@@ -191,6 +191,12 @@ class Config:
     checkpoint_interval: int = 2000
     """Iterations between periodic checkpoints (one is always written at the end of each phase)."""
 
+    def __post_init__(self):
+        # Checked here, so that a Config built in code is refused as the command line is: lr_factor would
+        # otherwise decay any unknown schedule as cosine.
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
+
 
 # Field defaults above are the `paper` preset. `default` is sized so that `python goskill.py --tasks mt10`
 # (data generation included) finishes in under half an hour on a 2-core CPU. Measured effects below are MT10
@@ -741,8 +747,6 @@ def lr_factor(step: int, total_iters: int, cfg: Config) -> float:
 def make_optimizer(module: nn.Module, cfg: Config,
                    total_iters: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW and its schedule over the `total_iters` steps this optimiser will take (lr_factor)."""
-    if cfg.lr_schedule not in LR_SCHEDULES:                          # lr_factor would silently decay it
-        raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
     opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total_iters, cfg))
 
@@ -1318,7 +1322,6 @@ class Trainer:
         """Shared loop of the two training phases: progress bar, metrics, periodic checkpoints, timing."""
         if self.state.phase != name:                                   # entering the phase (not resuming it)
             self.state.phase, self.state.iteration = name, 0
-            self.state.phase_seconds[name] = 0.0
         cfg, start_it, t_start = self.cfg, self.state.iteration, time.time()
         # Time spent in this phase before a resume, up to its last checkpoint (the iterations after it are redone).
         seconds_before = self.state.phase_seconds.get(name, 0.0)
@@ -1540,8 +1543,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise ValueError(f"unknown --dataset {cfg.dataset!r}; use one of {', '.join(collect_data.DATASET_QUALITIES)}")
     if cfg.algo not in ALGOS:
         raise ValueError(f"unknown --algo {cfg.algo!r}; use one of {', '.join(ALGOS)}")
-    if cfg.lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"unknown --lr-schedule {cfg.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
     if cfg.algo == "prompt-dt" and args.stop_after == "extract":
         raise ValueError("--algo prompt-dt has no extraction phase; use --stop-after policy or none")
     collect_data.resolve_tasks(cfg.tasks)                              # one-line error for unknown task names
@@ -1552,11 +1553,16 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def method_config(config: dict) -> dict:
+    """The fields of a saved config (a checkpoint's or a results.json's) that decide what a run learns: all but
+    RUN_CONTROL_FIELDS, with today's default for a field added after the file was written."""
+    return {k: config.get(k, v) for k, v in dataclasses.asdict(Config()).items() if k not in RUN_CONTROL_FIELDS}
+
+
 def check_compatible(cfg: Config, saved: dict, what: str) -> None:
     """A checkpoint can be resumed only under the same method config (run-control fields may differ)."""
-    defaults = dataclasses.asdict(Config())                            # fields added after the checkpoint was made
-    diff = {k: (saved.get(k, defaults[k]), v) for k, v in dataclasses.asdict(cfg).items()
-            if k not in RUN_CONTROL_FIELDS and saved.get(k, defaults[k]) != v}
+    then, now = method_config(saved), method_config(dataclasses.asdict(cfg))
+    diff = {k: (then[k], now[k]) for k in now if then[k] != now[k]}
     if diff:
         shown = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"{what} was made with another config ({shown}); rerun with the same flags and preset, "
@@ -1647,12 +1653,16 @@ def eval_only(args: argparse.Namespace) -> int:
     path = Path(args.eval_only)
     out = Path(args.out) if args.out else path.parent
     honoured = ("eval_episodes", "eval_parallel", "eval_workers", "eval_seed")
-    ignored = ["--" + ("[no-]" if f.type in ("bool", bool) else "") + f.name.replace("_", "-")
-               for f in dataclasses.fields(Config)
-               if getattr(args, f.name) is not None and f.name not in (*honoured, "device", "out")]
+
+    def flag(f: dataclasses.Field) -> str:
+        return "--" + ("[no-]" if f.type in ("bool", bool) else "") + f.name.replace("_", "-")
+
+    applies = [flag(f) for f in dataclasses.fields(Config) if f.name in (*honoured, "device", "out")]
+    ignored = [flag(f) for f in dataclasses.fields(Config)
+               if getattr(args, f.name) is not None and flag(f) not in applies]
     if ignored:                                                        # the checkpoint's own config is evaluated
-        raise ValueError(f"--eval-only evaluates the checkpoint as trained; drop {', '.join(ignored)} (only "
-                         "--eval-episodes, --eval-parallel, --eval-workers, --eval-seed, --device and --out apply)")
+        raise ValueError(f"--eval-only evaluates the checkpoint as trained; drop {', '.join(ignored)} "
+                         f"(only {', '.join(applies)} apply)")
     overrides = {name: getattr(args, name) for name in honoured if getattr(args, name) is not None}
     trainer = load_finished_run(path, resolve_device(args.device or "auto"), out, **overrides)
     out.mkdir(parents=True, exist_ok=True)

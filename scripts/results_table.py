@@ -3,7 +3,6 @@
     python scripts/results_table.py            # all tables
 Rows that differ only in the seed are merged into mean +- std (population std over seeds)."""
 
-import dataclasses
 import json
 import re
 import sys
@@ -95,12 +94,8 @@ def three_seed_table(full: list[dict], ablations: dict[str, list[dict]], more_se
 def trained_result(oracle: dict) -> dict | None:
     """The evaluation of the oracle's checkpoint by its own skill policy: the results.json copy under results/ made
     by the same run (same run folder, same method config)."""
-    # The method = every Config field except run control (device, out folder, evaluation size...), with the
-    # default for a field newer than the results.json; the run folder (`out`) tells runs of one method apart.
-    defaults = dataclasses.asdict(goskill.Config())
-
-    def method(cfg: dict) -> dict:
-        return {k: cfg.get(k, v) for k, v in defaults.items() if k not in goskill.RUN_CONTROL_FIELDS or k == "out"}
+    def method(cfg: dict) -> dict:                                    # the run folder tells one method's runs apart
+        return {**goskill.method_config(cfg), "out": cfg.get("out")}
     for path in sorted((ROOT / "results").glob("*/*.json")):
         if path.parent.name not in ("mt10-oracle-cpu", "mt10-library-cpu"):
             result = json.loads(path.read_text())
