@@ -97,10 +97,10 @@ def trained_result(oracle: dict) -> dict | None:
     def method(cfg: dict) -> dict:                                    # the run folder tells one method's runs apart
         return {**goskill.method_config(cfg), "out": cfg.get("out")}
     for path in sorted((ROOT / "results").glob("*/*.json")):
-        if path.parent.name not in ("mt10-oracle-cpu", "mt10-library-cpu"):
-            result = json.loads(path.read_text())
-            if "config" in result and method(result["config"]) == method(oracle["config"]):
-                return result
+        result = json.loads(path.read_text())
+        # goskill.py's evaluations (results.json, eval.json) time themselves; the diagnostics' outputs do not.
+        if "eval_seconds" in result and method(result["config"]) == method(oracle["config"]):
+            return result
     return None
 
 
@@ -159,6 +159,26 @@ def bc_table() -> str:
     return "\n".join(lines)
 
 
+def precision_table() -> str:
+    """scripts/goal_precision.py outputs (results/goal-precision-cpu/<run>[-seed<k>]-<chooser>.json), seeds merged
+    (means): per task success (%) / closest approach (cm, median over episodes); on reach also the goal gain."""
+    rows = defaultdict(list)
+    for path in sorted((ROOT / "results" / "goal-precision-cpu").glob("*.json")):
+        rows[re.sub(r"-seed\d+", "", path.stem)].append(json.loads(path.read_text()))
+    tasks = list(dict.fromkeys(t for rs in rows.values() for r in rs for t in r["per_task"]))
+    lines = ["| run | skills chosen by | seeds | " + " | ".join(t.removesuffix("-v3") for t in tasks)
+             + " | reach: goal gain x / y / z |", "|---|---|---|" + "---:|" * (len(tasks) + 1)]
+    for name, rs in rows.items():
+        seeds = ", ".join(str(r["config"]["seed"]) for r in rs) if rs[0]["skills_chosen_by"] != "expert" else "-"
+        cells = [f"{np.mean([100 * r['per_task'][t]['success_rate'] for r in rs]):.0f} / "
+                 f"{np.mean([r['per_task'][t]['closest_approach_cm'] for r in rs]):.1f}" for t in tasks]
+        gains = [[r["per_task"]["reach-v3"]["goal_gain_xyz"][axis] for r in rs] for axis in range(3)]
+        gain = " / ".join("-" if None in g else f"{np.mean([x['gain'] for x in g]):.2f}" for g in gains)
+        run = "MetaWorld's scripted expert" if rs[0]["skills_chosen_by"] == "expert" else name.rsplit("-", 1)[0]
+        lines.append(f"| {run} | {rs[0]['skills_chosen_by']} | {seeds} | " + " | ".join(cells) + f" | {gain} |")
+    return "\n".join(lines)
+
+
 def seeds_table(runs: dict[str, list[dict]]) -> str:
     """Rows of one group, seeds merged: success rate and return (mean +- std over seeds), the seeds, minutes."""
     lines = ["| row | seeds | success rate (%) | return | wall time per run (min) |", "|---|---|---|---|---|"]
@@ -200,6 +220,9 @@ def main() -> int:
     if (ROOT / "results" / "bc-reference-cpu").is_dir():
         print("One behaviour-cloning MLP per task, success (%) / return (scripts/bc_reference.py)\n\n" + bc_table()
               + "\n")
+    if (ROOT / "results" / "goal-precision-cpu").is_dir():
+        print("Positional tasks: success (%) / closest approach (cm), and reach's goal gain "
+              "(scripts/goal_precision.py)\n\n" + precision_table() + "\n")
     reach = load("reach-probes-cpu")
     if reach:
         print("Prompt-DT on reach-v3 alone, quality >= 0.75 subset\n\n" + seeds_table(reach))

@@ -1,0 +1,168 @@
+"""Where do the positional tasks' failures end up? Final positions against the goal, for any trained checkpoint.
+
+On reach, push, pick-place and peg-insert-side a variant moves the goal (and the object) with every episode, and
+success needs the hand or object within a few centimetres of it. A failure can be a policy that goes the right way
+and stops short, or one that ignores where this episode's goal is and heads for where goals usually are. This
+script tells the two apart. It runs a checkpoint on the same evaluation variants as goskill.py's evaluation, with
+the run's own policy (GO-Skill, w/o VQ or Prompt-DT) or, with --oracle, with GO-Skill's decoder under the expert
+lookahead oracle of scripts/oracle_skills.py, or, with --expert, MetaWorld's noise-free scripted expert alone
+(the reference). Per task it reports:
+
+- success (at any step, as goskill.py);
+- closest approach: the median over episodes of the smallest `obj_to_target` MetaWorld reports in an episode
+  (metres -> cm; on reach the tool centre to the goal, otherwise the object to its goal; success needs it under
+  5 cm on reach, push and pick-place, 7 cm on peg-insert-side);
+- goal gain per axis x, y, z: across episodes, the least-squares slope of the tracked point (the hand position
+  the observation reports on reach, the object otherwise), taken at that closest step, on the goal's position.
+  1 means it goes wherever the variant puts the goal; 0 means it ends in the same place whatever the goal; in
+  between, it is pulled toward an average goal. Reported where the goal moves along the axis between variants
+  (std > 1 cm), with that std. With 20 episodes a gain is a rough figure (about +- 0.2 where the approach is
+  precise, more where it is not).
+  Compare a policy with the --expert row rather than with 1: on peg-insert-side the peg slides into the hole
+  along x, and the expert's own x gain reads 1.6.
+
+    python scripts/goal_precision.py runs/mt10-near-optimal-default-seed0/checkpoint.pt [--oracle | --expert] [--episodes 20]
+
+All episodes run in this one process on the CPU in fp32, one environment each."""
+
+import argparse
+import dataclasses
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import collect_data  # noqa: E402
+import goskill  # noqa: E402
+import oracle_skills  # noqa: E402
+
+POSITIONAL_TASKS = "reach-v3,push-v3,pick-place-v3,peg-insert-side-v3"
+HAND, OBJECT, GOAL = slice(0, 3), slice(4, 7), slice(36, 39)   # observation layout of MetaWorld 3 (39 dims)
+MOVING_AXIS_STD = 0.01                                           # metres: below this the goal barely moves
+
+
+def tracked_point(task: str, obs: np.ndarray) -> np.ndarray:
+    """(E, 3): the hand on reach (it has no object), the first object otherwise."""
+    return obs[:, HAND] if task == "reach-v3" else obs[:, OBJECT]
+
+
+def goal_gain(point: np.ndarray, goal: np.ndarray) -> list:
+    """Per axis, the least-squares slope of point (N, 3) on goal (N, 3) and the goal's std, or None for an axis
+    along which the goal (nearly) does not move."""
+    out = []
+    for axis in range(3):
+        g, f = goal[:, axis], point[:, axis]
+        std = float(g.std())
+        if std < MOVING_AXIS_STD:
+            out.append(None)
+            continue
+        slope = float(((g - g.mean()) * (f - f.mean())).sum() / ((g - g.mean()) ** 2).sum())
+        out.append({"gain": slope, "goal_std_cm": 100 * std})
+    return out
+
+
+def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int, chooser: str) -> dict:
+    """chooser: "policy" (the run's own), "oracle" (GO-Skill's decoder under the expert-lookahead oracle) or
+    "expert" (MetaWorld's noise-free scripted policy acts alone: the reference the data's best episodes follow)."""
+    cfg, device = trainer.cfg, torch.device("cpu")
+    missing = [t for t in tasks if t not in trainer.tasks]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} not among the checkpoint's tasks ({', '.join(trainer.tasks)})")
+    env_task = np.repeat([trainer.tasks.index(t) for t in tasks], episodes)         # indices into the run's tasks
+    prompt = goskill.evaluation_prompts(trainer.prompts, env_task, len(trainer.tasks), cfg, seed, device)
+    names = [trainer.tasks[ti] for ti in env_task]
+    envs = [collect_data.make_env(task) for task in names]
+    obs = np.stack([collect_data.reset_env(env, collect_data.variant_seed(seed, task, k % episodes, "eval"))
+                    for k, (env, task) in enumerate(zip(envs, names))])                 # (E, S_OBS) raw
+    mean, std = (torch.as_tensor(x, dtype=torch.float32) for x in (trainer.state_mean, trainer.state_std))
+    experts = [collect_data.ENV_POLICY_MAP[task]() for task in names]
+    if chooser == "expert":
+        agent = None
+    elif chooser == "oracle":
+        agent = oracle_skills.OracleSkillAgent(
+            trainer.skills, trainer.policy, prompt, cfg, len(envs), device,
+            oracle=lambda s: oracle_skills.expert_skills(trainer.skills, envs, experts, obs, cfg.skill_horizon,
+                                                         mean, std))
+    elif trainer.skills is None:
+        agent = goskill.ActionAgent(trainer.policy, prompt, cfg, len(envs), device)
+    else:
+        agent = goskill.SkillAgent(trainer.skills, trainer.policy, prompt, cfg, len(envs), device)
+    rtg = torch.as_tensor(trainer.target_returns, dtype=torch.float32)[env_task].clone()
+    success = np.zeros(len(envs), bool)
+    closest = np.full(len(envs), np.inf)
+    at_closest = np.zeros((len(envs), 3))                           # tracked point at the closest step
+    for t in tqdm(range(collect_data.EPISODE_LENGTH), desc="episodes", unit="step"):
+        s = (torch.as_tensor(obs, dtype=torch.float32) - mean) / std
+        if agent is None:
+            action = np.stack([np.clip(ex.get_action(o), -1.0, 1.0) for ex, o in zip(experts, obs)])
+        else:
+            action = agent.act(t, s, rtg)[0].numpy()
+        stepped = [env.step(a) for env, a in zip(envs, action)]
+        obs = np.stack([o[0] for o in stepped])
+        reward = np.array([o[1] for o in stepped])
+        rtg -= torch.as_tensor(reward, dtype=torch.float32)
+        success |= np.array([o[4]["success"] for o in stepped], bool)
+        distance = np.array([o[4]["obj_to_target"] for o in stepped])
+        nearer = distance < closest
+        closest[nearer] = distance[nearer]
+        at_closest[nearer] = np.concatenate([tracked_point(name, o[None])
+                                             for name, o in zip(names, obs)])[nearer]
+    per_task = {}
+    for task in tasks:
+        m = np.array(names) == task
+        per_task[task] = {"success_rate": float(success[m].mean()),
+                          "closest_approach_cm": float(100 * np.median(closest[m])),
+                          "goal_gain_xyz": goal_gain(at_closest[m], obs[m][:, GOAL])}
+    return per_task
+
+
+def format_gain(entry) -> str:
+    return "     -" if entry is None else f"{entry['gain']:>6.2f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="checkpoint.pt of a finished run (GO-Skill, w/o VQ or Prompt-DT)")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--oracle", action="store_true",
+                        help="GO-Skill only: skills from the expert-lookahead oracle instead of the skill policy")
+    choice.add_argument("--expert", action="store_true",
+                        help="MetaWorld's noise-free scripted expert acts instead (same variants): the reference")
+    parser.add_argument("--tasks", default=POSITIONAL_TASKS, help=f"comma-separated (default {POSITIONAL_TASKS})")
+    parser.add_argument("--episodes", type=oracle_skills.positive_int, default=20,
+                        help="episodes per task (default 20)")
+    parser.add_argument("--out", default="", help="JSON file of the figures (default: none)")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")   # the experts' gains, clipped
+
+    path = Path(args.checkpoint)
+    try:
+        trainer = goskill.load_finished_run(path, torch.device("cpu"), path.parent)
+        if args.oracle and trainer.skills is None:
+            raise ValueError(f"{path} is a {trainer.cfg.algo} run; --oracle needs GO-Skill's skill decoder")
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        chooser = "oracle" if args.oracle else "expert" if args.expert else "policy"
+        per_task = run(trainer, tasks, args.episodes, trainer.cfg.eval_seed, chooser)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"\n{path} ({chooser}, {args.episodes} episodes per task)")
+    print(f"{'task':<22}{'success':>8}{'closest cm':>11}   goal gain x / y / z")
+    for task, r in per_task.items():
+        gains = " ".join(format_gain(g) for g in r["goal_gain_xyz"])
+        print(f"{task:<22}{100 * r['success_rate']:>7.0f}%{r['closest_approach_cm']:>11.1f}   {gains}")
+    if args.out:
+        goskill.atomic_write_json({"checkpoint": str(path), "config": dataclasses.asdict(trainer.cfg),
+                                   "skills_chosen_by": chooser, "episodes_per_task": args.episodes,
+                                   "eval_seed": trainer.cfg.eval_seed, "per_task": per_task}, Path(args.out))
+        print(f"results: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
