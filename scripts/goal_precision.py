@@ -8,10 +8,11 @@ the run's own policy (GO-Skill, w/o VQ or Prompt-DT) or, with --oracle, with GO-
 lookahead oracle of scripts/oracle_skills.py, or, with --expert, MetaWorld's noise-free scripted expert alone
 (the reference). Per task it reports:
 
-- success (at any step, as goskill.py);
+- success (at any step) and return, as goskill.py's evaluation;
 - closest approach: the median over episodes of the smallest `obj_to_target` MetaWorld reports in an episode
   (metres -> cm; on reach the tool centre to the goal, otherwise the object to its goal; success needs it under
-  5 cm on reach, push and pick-place, 7 cm on peg-insert-side);
+  5 cm on reach and push, 7 cm on pick-place and peg-insert-side, where it is the peg head's distance with its y
+  and z doubled);
 - goal gain per axis x, y, z: across episodes, the least-squares slope of the tracked point (the hand position
   the observation reports on reach, the object otherwise), taken at that closest step, on the goal's position.
   1 means it goes wherever the variant puts the goal; 0 means it ends in the same place whatever the goal; in
@@ -30,6 +31,7 @@ import dataclasses
 import sys
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -56,17 +58,18 @@ def goal_gain(point: np.ndarray, goal: np.ndarray) -> list:
     along which the goal (nearly) does not move."""
     out = []
     for axis in range(3):
-        g, f = goal[:, axis], point[:, axis]
+        g, p = goal[:, axis], point[:, axis]
         std = float(g.std())
         if std < MOVING_AXIS_STD:
             out.append(None)
             continue
-        slope = float(((g - g.mean()) * (f - f.mean())).sum() / ((g - g.mean()) ** 2).sum())
+        slope = float(((g - g.mean()) * (p - p.mean())).sum() / ((g - g.mean()) ** 2).sum())
         out.append({"gain": slope, "goal_std_cm": 100 * std})
     return out
 
 
-def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int, chooser: str) -> dict:
+def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int,
+        chooser: Literal["policy", "oracle", "expert"]) -> dict:
     """chooser: "policy" (the run's own), "oracle" (GO-Skill's decoder under the expert-lookahead oracle) or
     "expert" (MetaWorld's noise-free scripted policy acts alone: the reference the data's best episodes follow)."""
     cfg, device = trainer.cfg, torch.device("cpu")
@@ -84,16 +87,18 @@ def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int, ch
     if chooser == "expert":
         agent = None
     elif chooser == "oracle":
-        agent = oracle_skills.OracleSkillAgent(
-            trainer.skills, trainer.policy, prompt, cfg, len(envs), device,
-            oracle=lambda s: oracle_skills.expert_skills(trainer.skills, envs, experts, obs, cfg.skill_horizon,
-                                                         mean, std))
+        def oracle(s: torch.Tensor) -> torch.Tensor:
+            # s is `obs` normalised; the expert needs the raw observations, so this reads the loop's current `obs`
+            # (looked up at call time: binding it as a default argument would freeze it at the first step).
+            return oracle_skills.expert_skills(trainer.skills, envs, experts, obs, cfg.skill_horizon, mean, std)
+        agent = oracle_skills.OracleSkillAgent(trainer.skills, trainer.policy, prompt, cfg, len(envs), device,
+                                               oracle=oracle)
     elif trainer.skills is None:
         agent = goskill.ActionAgent(trainer.policy, prompt, cfg, len(envs), device)
     else:
         agent = goskill.SkillAgent(trainer.skills, trainer.policy, prompt, cfg, len(envs), device)
     rtg = torch.as_tensor(trainer.target_returns, dtype=torch.float32)[env_task].clone()
-    success = np.zeros(len(envs), bool)
+    success, returns = np.zeros(len(envs), bool), np.zeros(len(envs))
     closest = np.full(len(envs), np.inf)
     at_closest = np.zeros((len(envs), 3))                           # tracked point at the closest step
     for t in tqdm(range(collect_data.EPISODE_LENGTH), desc="episodes", unit="step"):
@@ -106,6 +111,7 @@ def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int, ch
         obs = np.stack([o[0] for o in stepped])
         reward = np.array([o[1] for o in stepped])
         rtg -= torch.as_tensor(reward, dtype=torch.float32)
+        returns += reward
         success |= np.array([o[4]["success"] for o in stepped], bool)
         distance = np.array([o[4]["obj_to_target"] for o in stepped])      # every MetaWorld 3 task reports it
         nearer = distance < closest
@@ -115,7 +121,8 @@ def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int, ch
     per_task = {}
     for task in tasks:
         m = np.array(names) == task
-        per_task[task] = {"success_rate": float(success[m].mean()),
+        # The goal is fixed within an episode, so the last observation holds it.
+        per_task[task] = {"success_rate": float(success[m].mean()), "return_mean": float(returns[m].mean()),
                           "closest_approach_cm": float(100 * np.median(closest[m])),
                           "goal_gain_xyz": goal_gain(at_closest[m], obs[m][:, GOAL])}
     return per_task
@@ -132,20 +139,22 @@ def main() -> int:
     choice.add_argument("--oracle", action="store_true",
                         help="GO-Skill only: skills from the expert-lookahead oracle instead of the skill policy")
     choice.add_argument("--expert", action="store_true",
-                        help="MetaWorld's noise-free scripted expert acts instead (same variants): the reference")
+                        help="MetaWorld's noise-free scripted expert acts instead, on the same variants: the "
+                             "reference (the checkpoint then only gives the task list and evaluation seed)")
     parser.add_argument("--tasks", default=POSITIONAL_TASKS, help=f"comma-separated (default {POSITIONAL_TASKS})")
     parser.add_argument("--episodes", type=oracle_skills.positive_int, default=20,
                         help="episodes per task (default 20)")
     parser.add_argument("--out", default="", help="JSON file of the figures (default: none)")
     args = parser.parse_args()
-    warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")   # the experts' gains, clipped
+    # MetaWorld's scripted policies warn when their P-controller output exceeds [-1, 1]; it is clipped, as the env does.
+    warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
 
     path = Path(args.checkpoint)
     try:
         trainer = goskill.load_finished_run(path, torch.device("cpu"), path.parent)
         if args.oracle and trainer.skills is None:
             raise ValueError(f"{path} is a {trainer.cfg.algo} run; --oracle needs GO-Skill's skill decoder")
-        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        tasks = list(dict.fromkeys(t.strip() for t in args.tasks.split(",") if t.strip()))
         chooser = "oracle" if args.oracle else "expert" if args.expert else "policy"
         per_task = run(trainer, tasks, args.episodes, trainer.cfg.eval_seed, chooser)
     except ValueError as err:

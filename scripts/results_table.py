@@ -99,7 +99,7 @@ def trained_result(oracle: dict) -> dict | None:
     for path in sorted((ROOT / "results").glob("*/*.json")):
         result = json.loads(path.read_text())
         # goskill.py's evaluations (results.json, eval.json) time themselves; the diagnostics' outputs do not.
-        if "eval_seconds" in result and method(result["config"]) == method(oracle["config"]):
+        if "eval_seconds" in result and "config" in result and method(result["config"]) == method(oracle["config"]):
             return result
     return None
 
@@ -161,9 +161,10 @@ def bc_table() -> str:
 
 def precision_table() -> str:
     """scripts/goal_precision.py outputs (results/goal-precision-cpu/<run>[-seed<k>]-<chooser>.json), seeds merged
-    (means): per task success (%) / closest approach (cm, median over episodes); on reach also the goal gain."""
+    (means over seeds): per task success (%) / closest approach (cm, the median over a run's episodes); on reach
+    also the goal gain."""
     rows = defaultdict(list)
-    for path in sorted((ROOT / "results" / "goal-precision-cpu").glob("*.json")):
+    for path in sorted((ROOT / "results" / "goal-precision-cpu").glob("*.json")):     # <run>-seed<k>-<chooser>
         rows[re.sub(r"-seed\d+", "", path.stem)].append(json.loads(path.read_text()))
     tasks = list(dict.fromkeys(t for rs in rows.values() for r in rs for t in r["per_task"]))
     lines = ["| run | skills chosen by | seeds | " + " | ".join(t.removesuffix("-v3") for t in tasks)
@@ -171,10 +172,14 @@ def precision_table() -> str:
     for name, rs in rows.items():
         seeds = ", ".join(str(r["config"]["seed"]) for r in rs) if rs[0]["skills_chosen_by"] != "expert" else "-"
         cells = [f"{np.mean([100 * r['per_task'][t]['success_rate'] for r in rs]):.0f} / "
-                 f"{np.mean([r['per_task'][t]['closest_approach_cm'] for r in rs]):.1f}" for t in tasks]
-        gains = [[r["per_task"]["reach-v3"]["goal_gain_xyz"][axis] for r in rs] for axis in range(3)]
-        gain = " / ".join("-" if None in g else f"{np.mean([x['gain'] for x in g]):.2f}" for g in gains)
-        run = "MetaWorld's scripted expert" if rs[0]["skills_chosen_by"] == "expert" else name.rsplit("-", 1)[0]
+                 f"{np.mean([r['per_task'][t]['closest_approach_cm'] for r in rs]):.1f}"
+                 if all(t in r["per_task"] for r in rs) else "" for t in tasks]
+        gain = ""
+        if all("reach-v3" in r["per_task"] for r in rs):
+            gains = [[r["per_task"]["reach-v3"]["goal_gain_xyz"][axis] for r in rs] for axis in range(3)]
+            gain = " / ".join("-" if None in g else f"{np.mean([x['gain'] for x in g]):.2f}" for g in gains)
+        chooser = rs[0]["skills_chosen_by"]
+        run = "MetaWorld's scripted expert" if chooser == "expert" else name.removesuffix(f"-{chooser}")
         lines.append(f"| {run} | {rs[0]['skills_chosen_by']} | {seeds} | " + " | ".join(cells) + f" | {gain} |")
     return "\n".join(lines)
 
