@@ -1653,13 +1653,14 @@ def eval_only(args: argparse.Namespace) -> int:
     path = Path(args.eval_only)
     out = Path(args.out) if args.out else path.parent
     honoured = ("eval_episodes", "eval_parallel", "eval_workers", "eval_seed")
+    applying = (*honoured, "device", "out")
 
     def flag(f: dataclasses.Field) -> str:
         return "--" + ("[no-]" if f.type in ("bool", bool) else "") + f.name.replace("_", "-")
 
-    applies = [flag(f) for f in dataclasses.fields(Config) if f.name in (*honoured, "device", "out")]
+    applies = [flag(f) for f in dataclasses.fields(Config) if f.name in applying]
     ignored = [flag(f) for f in dataclasses.fields(Config)
-               if getattr(args, f.name) is not None and flag(f) not in applies]
+               if getattr(args, f.name) is not None and f.name not in applying]
     if ignored:                                                        # the checkpoint's own config is evaluated
         raise ValueError(f"--eval-only evaluates the checkpoint as trained; drop {', '.join(ignored)} "
                          f"(only {', '.join(applies)} apply)")

@@ -588,8 +588,9 @@ def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
     assert reach["goal_gain_xyz"][0]["gain"] == pytest.approx(1.0, abs=0.1)
 
 
-def _oracle_module():
-    spec = importlib.util.spec_from_file_location("oracle_skills", ROOT / "scripts" / "oracle_skills.py")
+def _script_module(name: str):
+    """scripts/<name>.py imported as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -598,13 +599,10 @@ def _oracle_module():
 def test_goal_gain_is_the_slope_of_position_on_goal():
     """scripts/goal_precision.py: 1 where the point follows the goal, 0.5 where it moves half as far as the goal,
     None along an axis where the goal does not move."""
-    spec = importlib.util.spec_from_file_location("goal_precision", ROOT / "scripts" / "goal_precision.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     goal = np.random.default_rng(0).normal(0, 0.05, (50, 3))
     goal[:, 2] = 0.2
-    final = np.stack([goal[:, 0] + 0.01, 0.5 * goal[:, 1] + 0.3, goal[:, 2]], axis=1)
-    x, y, z = module.goal_gain(final, goal)
+    point = np.stack([goal[:, 0] + 0.01, 0.5 * goal[:, 1] + 0.3, goal[:, 2]], axis=1)
+    x, y, z = _script_module("goal_precision").goal_gain(point, goal)
     assert x["gain"] == pytest.approx(1.0) and y["gain"] == pytest.approx(0.5) and z is None
     assert x["goal_std_cm"] == pytest.approx(100 * goal[:, 0].std())
 
@@ -613,7 +611,7 @@ def test_expert_lookahead_leaves_the_episode_unchanged():
     """scripts/oracle_skills.py rolls the simulator forward with the expert and restores it: the lookahead returns
     what the expert really reaches, and the episode then goes on bit for bit as if nothing had happened (push:
     the hand touches and moves the object)."""
-    oracle = _oracle_module()
+    oracle = _script_module("oracle_skills")
     probed, plain, twin = cd.make_env("push-v3"), cd.make_env("push-v3"), cd.make_env("push-v3")
     expert = ENV_POLICY_MAP["push-v3"]()
     obs_p, obs, obs_twin = (cd.reset_env(env, 7) for env in (probed, plain, twin))
@@ -633,7 +631,7 @@ def test_expert_lookahead_leaves_the_episode_unchanged():
 def test_oracle_labels_the_expert_episode_as_labelling_does(tiny_data, tmp_path):
     """On the data's last episode (quality 1: the noise-free expert) the oracle's lookahead from the recorded
     state reaches the recorded state H steps later, so its skill must equal the label of that step."""
-    oracle = _oracle_module()
+    oracle = _script_module("oracle_skills")
     cfg = goskill.Config(**{**TINY, "tasks": "push-v3", "data_dir": str(tiny_data), "device": "cpu"})
     trainer = goskill.Trainer(cfg, tmp_path, torch.device("cpu"))
     trainer.load_data()

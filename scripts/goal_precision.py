@@ -48,9 +48,9 @@ HAND, OBJECT, GOAL = slice(0, 3), slice(4, 7), slice(36, 39)   # observation lay
 MOVING_AXIS_STD = 0.01                                           # metres: below this the goal barely moves
 
 
-def tracked_point(task: str, obs: np.ndarray) -> np.ndarray:
-    """(E, 3): the hand on reach (it has no object), the first object otherwise."""
-    return obs[:, HAND] if task == "reach-v3" else obs[:, OBJECT]
+def tracked_points(is_reach: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    """(E, 3): per env, the hand on reach (it has no object), the first object otherwise. is_reach (E,) bool."""
+    return np.where(is_reach[:, None], obs[:, HAND], obs[:, OBJECT])
 
 
 def goal_gain(point: np.ndarray, goal: np.ndarray) -> list:
@@ -78,7 +78,8 @@ def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int,
         raise ValueError(f"{', '.join(missing)} not among the checkpoint's tasks ({', '.join(trainer.tasks)})")
     env_task = np.repeat([trainer.tasks.index(t) for t in tasks], episodes)         # indices into the run's tasks
     prompt = goskill.evaluation_prompts(trainer.prompts, env_task, len(trainer.tasks), cfg, seed, device)
-    names = [trainer.tasks[ti] for ti in env_task]
+    names = np.array([trainer.tasks[ti] for ti in env_task])
+    is_reach = names == "reach-v3"
     envs = [collect_data.make_env(task) for task in names]
     obs = np.stack([collect_data.reset_env(env, collect_data.variant_seed(seed, task, k % episodes, "eval"))
                     for k, (env, task) in enumerate(zip(envs, names))])                 # (E, S_OBS) raw
@@ -116,11 +117,10 @@ def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int,
         distance = np.array([o[4]["obj_to_target"] for o in stepped])      # every MetaWorld 3 task reports it
         nearer = distance < closest
         closest[nearer] = distance[nearer]
-        at_closest[nearer] = np.concatenate([tracked_point(name, o[None])
-                                             for name, o in zip(names, obs)])[nearer]
+        at_closest[nearer] = tracked_points(is_reach, obs)[nearer]
     per_task = {}
     for task in tasks:
-        m = np.array(names) == task
+        m = names == task
         # The goal is fixed within an episode, so the last observation holds it.
         per_task[task] = {"success_rate": float(success[m].mean()), "return_mean": float(returns[m].mean()),
                           "closest_approach_cm": float(100 * np.median(closest[m])),

@@ -170,7 +170,8 @@ def precision_table() -> str:
     lines = ["| run | skills chosen by | seeds | " + " | ".join(t.removesuffix("-v3") for t in tasks)
              + " | reach: goal gain x / y / z |", "|---|---|---|" + "---:|" * (len(tasks) + 1)]
     for name, rs in rows.items():
-        seeds = ", ".join(str(r["config"]["seed"]) for r in rs) if rs[0]["skills_chosen_by"] != "expert" else "-"
+        chooser = rs[0]["skills_chosen_by"]
+        seeds = ", ".join(str(r["config"]["seed"]) for r in rs) if chooser != "expert" else "-"
         cells = [f"{np.mean([100 * r['per_task'][t]['success_rate'] for r in rs]):.0f} / "
                  f"{np.mean([r['per_task'][t]['closest_approach_cm'] for r in rs]):.1f}"
                  if all(t in r["per_task"] for r in rs) else "" for t in tasks]
@@ -178,9 +179,8 @@ def precision_table() -> str:
         if all("reach-v3" in r["per_task"] for r in rs):
             gains = [[r["per_task"]["reach-v3"]["goal_gain_xyz"][axis] for r in rs] for axis in range(3)]
             gain = " / ".join("-" if None in g else f"{np.mean([x['gain'] for x in g]):.2f}" for g in gains)
-        chooser = rs[0]["skills_chosen_by"]
         run = "MetaWorld's scripted expert" if chooser == "expert" else name.removesuffix(f"-{chooser}")
-        lines.append(f"| {run} | {rs[0]['skills_chosen_by']} | {seeds} | " + " | ".join(cells) + f" | {gain} |")
+        lines.append(f"| {run} | {chooser} | {seeds} | " + " | ".join(cells) + f" | {gain} |")
     return "\n".join(lines)
 
 
