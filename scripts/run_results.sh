@@ -73,8 +73,13 @@ rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for
   done
   # ... and with 3x the policy iterations (24k), with and without VQ: is the skill policy's imprecision on reach
   # (scripts/goal_precision.py) under-training?
-  echo "mt10-probes-cpu/near-optimal-no-vq-cosine-policy24k-seed0 --tasks mt10 --seed 0 --no-quantize --lr-schedule cosine --policy-iters 24000"
-  echo "mt10-probes-cpu/near-optimal-goskill-cosine-policy24k-seed0 --tasks mt10 --seed 0 --lr-schedule cosine --policy-iters 24000"
+  # GO-Skill's seeds first: it is the paper's method.
+  for seed in 0 1 2; do
+    echo "mt10-probes-cpu/near-optimal-goskill-cosine-policy24k-seed$seed --tasks mt10 --seed $seed --lr-schedule cosine --policy-iters 24000"
+  done
+  for seed in 0 1 2; do
+    echo "mt10-probes-cpu/near-optimal-no-vq-cosine-policy24k-seed$seed --tasks mt10 --seed $seed --no-quantize --lr-schedule cosine --policy-iters 24000"
+  done
   # Prompt-DT on reach alone, on the quality >= 0.75 subset (minutes each): is it one task's precision that fails?
   local reach="--tasks reach-v3 --algo prompt-dt --data-dir runs/data-q075"
   for seed in 0 1 2; do
