@@ -35,11 +35,9 @@ from typing import Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import collect_data  # noqa: E402
 import goskill  # noqa: E402
 import oracle_skills  # noqa: E402
 
@@ -70,61 +68,34 @@ def goal_gain(point: np.ndarray, goal: np.ndarray) -> list:
 
 def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int,
         chooser: Literal["policy", "oracle", "expert"]) -> dict:
-    """chooser: "policy" (the run's own), "oracle" (GO-Skill's decoder under the expert-lookahead oracle) or
-    "expert" (MetaWorld's noise-free scripted policy acts alone: the reference the data's best episodes follow)."""
-    cfg, device = trainer.cfg, torch.device("cpu")
+    """Per task, success, return, closest approach and goal gains over `episodes` episodes (oracle_skills.rollout:
+    the evaluation's variants). chooser: "policy" (the run's own), "oracle" (GO-Skill's decoder under the
+    expert-lookahead oracle) or "expert" (MetaWorld's noise-free scripted policy acts alone: the reference the
+    data's best episodes follow)."""
     missing = [t for t in tasks if t not in trainer.tasks]
     if missing:
         raise ValueError(f"{', '.join(missing)} not among the checkpoint's tasks ({', '.join(trainer.tasks)})")
-    env_task = np.repeat([trainer.tasks.index(t) for t in tasks], episodes)         # indices into the run's tasks
-    prompt = goskill.evaluation_prompts(trainer.prompts, env_task, len(trainer.tasks), cfg, seed, device)
-    names = np.array([trainer.tasks[ti] for ti in env_task])
-    is_reach = names == "reach-v3"
-    envs = [collect_data.make_env(task) for task in names]
-    obs = np.stack([collect_data.reset_env(env, collect_data.variant_seed(seed, task, k % episodes, "eval"))
-                    for k, (env, task) in enumerate(zip(envs, names))])                 # (E, S_OBS) raw
-    mean, std = (torch.as_tensor(x, dtype=torch.float32) for x in (trainer.state_mean, trainer.state_std))
-    experts = [collect_data.ENV_POLICY_MAP[task]() for task in names]
-    if chooser == "expert":
-        agent = None
-    elif chooser == "oracle":
-        def oracle(s: torch.Tensor) -> torch.Tensor:
-            # s is `obs` normalised; the expert needs the raw observations, so this reads the loop's current `obs`
-            # (looked up at call time: binding it as a default argument would freeze it at the first step).
-            return oracle_skills.expert_skills(trainer.skills, envs, experts, obs, cfg.skill_horizon, mean, std)
-        agent = oracle_skills.OracleSkillAgent(trainer.skills, trainer.policy, prompt, cfg, len(envs), device,
-                                               oracle=oracle)
-    elif trainer.skills is None:
-        agent = goskill.ActionAgent(trainer.policy, prompt, cfg, len(envs), device)
-    else:
-        agent = goskill.SkillAgent(trainer.skills, trainer.policy, prompt, cfg, len(envs), device)
-    rtg = torch.as_tensor(trainer.target_returns, dtype=torch.float32)[env_task].clone()
-    success, returns = np.zeros(len(envs), bool), np.zeros(len(envs))
-    closest = np.full(len(envs), np.inf)
-    at_closest = np.zeros((len(envs), 3))                           # tracked point at the closest step
-    for t in tqdm(range(collect_data.EPISODE_LENGTH), desc="episodes", unit="step"):
-        s = (torch.as_tensor(obs, dtype=torch.float32) - mean) / std
-        if agent is None:
-            action = np.stack([np.clip(ex.get_action(o), -1.0, 1.0) for ex, o in zip(experts, obs)])
-        else:
-            action = agent.act(t, s, rtg)[0].numpy()
-        stepped = [env.step(a) for env, a in zip(envs, action)]
-        obs = np.stack([o[0] for o in stepped])
-        reward = np.array([o[1] for o in stepped])
-        rtg -= torch.as_tensor(reward, dtype=torch.float32)
-        returns += reward
-        success |= np.array([o[4]["success"] for o in stepped], bool)
-        distance = np.array([o[4]["obj_to_target"] for o in stepped])      # every MetaWorld 3 task reports it
+    is_reach = np.repeat([task == "reach-v3" for task in tasks], episodes)    # (E,), envs in rollout's order
+    closest = np.full(len(is_reach), np.inf)
+    at_closest = np.zeros((len(is_reach), 3))                       # tracked point at the closest step
+    goal = np.zeros((len(is_reach), 3))
+
+    def observe(obs: np.ndarray, infos: list) -> None:
+        distance = np.array([info["obj_to_target"] for info in infos])    # every MetaWorld 3 task reports it
         nearer = distance < closest
         closest[nearer] = distance[nearer]
         at_closest[nearer] = tracked_points(is_reach, obs)[nearer]
+        goal[:] = obs[:, GOAL]                                       # fixed within an episode
+
+    task_ids = [trainer.tasks.index(t) for t in tasks]
+    rollout = oracle_skills.rollout(trainer, task_ids, episodes, seed, chooser, observe)
     per_task = {}
-    for task in tasks:
-        m = names == task
-        # The goal is fixed within an episode, so the last observation holds it.
-        per_task[task] = {"success_rate": float(success[m].mean()), "return_mean": float(returns[m].mean()),
+    for task, ti in zip(tasks, task_ids):
+        m = rollout["task"] == ti
+        per_task[task] = {"success_rate": float(rollout["success"][m].mean()),
+                          "return_mean": float(rollout["return"][m].mean()),
                           "closest_approach_cm": float(100 * np.median(closest[m])),
-                          "goal_gain_xyz": goal_gain(at_closest[m], obs[m][:, GOAL])}
+                          "goal_gain_xyz": goal_gain(at_closest[m], goal[m])}
     return per_task
 
 
@@ -152,8 +123,6 @@ def main() -> int:
     path = Path(args.checkpoint)
     try:
         trainer = goskill.load_finished_run(path, torch.device("cpu"), path.parent)
-        if args.oracle and trainer.skills is None:
-            raise ValueError(f"{path} is a {trainer.cfg.algo} run; --oracle needs GO-Skill's skill decoder")
         tasks = list(dict.fromkeys(t.strip() for t in args.tasks.split(",") if t.strip()))
         chooser = "oracle" if args.oracle else "expert" if args.expert else "policy"
         per_task = run(trainer, tasks, args.episodes, trainer.cfg.eval_seed, chooser)

@@ -30,6 +30,7 @@ import dataclasses
 import sys
 import warnings
 from pathlib import Path
+from typing import Callable, Literal
 
 import mujoco
 import numpy as np
@@ -100,6 +101,65 @@ class OracleSkillAgent(goskill.SkillAgent):
         return self.oracle_choice
 
 
+def rollout(trainer: goskill.Trainer, task_ids: list[int], episodes: int, seed: int,
+            chooser: Literal["oracle", "policy", "expert"] = "oracle",
+            observe: Callable[[np.ndarray, list], None] | None = None) -> dict:
+    """The episode loop of both diagnostics (this script and goal_precision.py): `episodes` episodes of each task
+    in task_ids (indices into trainer.tasks), all at once in this process, one env each (~25 MB per env), on the
+    same variants, prompts and target returns as goskill.evaluate with per_round = episodes (one round).
+    chooser: "oracle" (the decoder executes the expert-lookahead oracle's skills), "policy" (the run's own:
+    GO-Skill, w/o VQ or Prompt-DT) or "expert" (MetaWorld's noise-free scripted policy acts alone).
+    observe(obs, infos), if given, is called after every env step with the raw observations (E, S_OBS) and the
+    envs' info dicts. Returns per env (E,): "task" (index into trainer.tasks), "success" (at any step), "return",
+    and "agreement": the skill steps on which the trained policy's argmax was the oracle's skill (oracle with VQ;
+    otherwise None)."""
+    cfg, device = trainer.cfg, torch.device("cpu")
+    if chooser == "oracle" and trainer.skills is None:
+        raise ValueError(f"the checkpoint is a {cfg.algo} run; the oracle needs GO-Skill's goal encoder and skill "
+                         "decoder: pass a GO-Skill run's checkpoint")
+    env_task = np.repeat(task_ids, episodes)
+    prompt = goskill.evaluation_prompts(trainer.prompts, env_task, len(trainer.tasks), cfg, seed, device)
+    names = [trainer.tasks[ti] for ti in env_task]
+    envs = [collect_data.make_env(task) for task in names]
+    experts = [collect_data.ENV_POLICY_MAP[task]() for task in names]
+    obs = np.stack([collect_data.reset_env(env, collect_data.variant_seed(seed, task, k % episodes, "eval"))
+                    for k, (env, task) in enumerate(zip(envs, names))])                 # (E, S_OBS) raw
+    mean, std = (torch.as_tensor(x, dtype=torch.float32) for x in (trainer.state_mean, trainer.state_std))
+    if chooser == "expert":
+        agent = None
+    elif chooser == "oracle":
+        def oracle(s: torch.Tensor) -> torch.Tensor:
+            # s is `obs` normalised; the expert needs the raw observations, so this reads the loop's current `obs`
+            # (looked up at call time: binding it as a default argument would freeze it at the first step).
+            return expert_skills(trainer.skills, envs, experts, obs, cfg.skill_horizon, mean, std)
+        agent = OracleSkillAgent(trainer.skills, trainer.policy, prompt, cfg, len(envs), device, oracle=oracle)
+    elif trainer.skills is None:
+        agent = goskill.ActionAgent(trainer.policy, prompt, cfg, len(envs), device)
+    else:
+        agent = goskill.SkillAgent(trainer.skills, trainer.policy, prompt, cfg, len(envs), device)
+    count_agreement = chooser == "oracle" and cfg.quantize
+    rtg = torch.as_tensor(trainer.target_returns, dtype=torch.float32)[env_task].clone()
+    success, returns, agree = np.zeros(len(envs), bool), np.zeros(len(envs)), np.zeros(len(envs))
+    for t in tqdm(range(collect_data.EPISODE_LENGTH), desc=f"episodes ({chooser})", unit="step"):
+        s = (torch.as_tensor(obs, dtype=torch.float32) - mean) / std                     # (E, S_OBS)
+        if agent is None:
+            action = np.stack([np.clip(ex.get_action(o), -1.0, 1.0) for ex, o in zip(experts, obs)])
+        else:
+            action = agent.act(t, s, rtg)[0].numpy()
+        if count_agreement and t % cfg.skill_horizon == 0:
+            agree += (agent.policy_choice == agent.oracle_choice).numpy()
+        stepped = [env.step(a) for env, a in zip(envs, action)]
+        obs = np.stack([o[0] for o in stepped])
+        reward = np.array([o[1] for o in stepped])
+        infos = [o[4] for o in stepped]
+        rtg -= torch.as_tensor(reward, dtype=torch.float32)
+        returns += reward
+        success |= np.array([info["success"] for info in infos], bool)
+        if observe is not None:
+            observe(obs, infos)
+    return {"task": env_task, "success": success, "return": returns, "agreement": agree if count_agreement else None}
+
+
 def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
@@ -130,43 +190,16 @@ def main() -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     cfg = trainer.cfg
-    if cfg.algo != "goskill":
-        print(f"error: {path} is a {cfg.algo} run; the oracle needs GO-Skill's goal encoder and skill decoder",
-              file=sys.stderr)
-        return 2
     seed = cfg.eval_seed if args.eval_seed is None else args.eval_seed
     tasks, H, T, n = trainer.tasks, cfg.skill_horizon, collect_data.EPISODE_LENGTH, args.episodes
     policy_trained = trainer.state.phase == "done"
     report_agreement = cfg.quantize and policy_trained
-
-    # Same prompts and variants as goskill.evaluate with per_round = episodes (one round).
-    env_task = np.repeat(np.arange(len(tasks)), n)
-    prompt = goskill.evaluation_prompts(trainer.prompts, env_task, len(tasks), cfg, seed, device)
-    envs = [collect_data.make_env(tasks[ti]) for ti in env_task]
-    experts = [collect_data.ENV_POLICY_MAP[tasks[ti]]() for ti in env_task]
-    obs = np.stack([collect_data.reset_env(env, collect_data.variant_seed(seed, tasks[ti], int(ep), "eval"))
-                    for env, ti, ep in zip(envs, env_task, np.arange(len(envs)) % n)])   # (E, S_OBS) raw
-    state_mean, state_std = (torch.as_tensor(x, dtype=torch.float32) for x in (trainer.state_mean, trainer.state_std))
-
-    def oracle(s: torch.Tensor) -> torch.Tensor:
-        # s is `obs` normalised; the expert needs the raw observations, so this reads the loop's current `obs`.
-        return expert_skills(trainer.skills, envs, experts, obs, H, state_mean, state_std)
-
-    agent = OracleSkillAgent(trainer.skills, trainer.policy, prompt, cfg, len(envs), device, oracle=oracle)
-    rtg = torch.as_tensor(trainer.target_returns, dtype=torch.float32)[env_task].clone()
-    ep_return, ep_success = np.zeros(len(envs)), np.zeros(len(envs), bool)
-    agree = np.zeros(len(envs))                                        # skill steps where policy = oracle
-    for t in tqdm(range(T), desc="oracle skills", unit="step"):
-        s = (torch.as_tensor(obs, dtype=torch.float32) - state_mean) / state_std              # (E, S_OBS)
-        action, _ = agent.act(t, s, rtg)
-        if t % H == 0 and cfg.quantize:
-            agree += (agent.policy_choice == agent.oracle_choice).numpy()
-        stepped = [env.step(a) for env, a in zip(envs, action.numpy())]
-        obs = np.stack([o[0] for o in stepped])
-        reward = np.array([o[1] for o in stepped])
-        ep_success |= np.array([o[4]["success"] for o in stepped], bool)
-        ep_return += reward
-        rtg -= torch.as_tensor(reward, dtype=torch.float32)
+    try:
+        episodes = rollout(trainer, list(range(len(tasks))), n, seed, "oracle")
+    except ValueError as err:                                          # a Prompt-DT run: no skills to execute
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    env_task, ep_success, ep_return, agree = (episodes[k] for k in ("task", "success", "return", "agreement"))
 
     decisions = -(-T // H)                                             # skill steps per episode
 
@@ -175,7 +208,7 @@ def main() -> int:
                 "policy_agreement": float(agree[m].mean() / decisions) if report_agreement else None}
     # Keys as in goskill.py's results.json: "return_mean" per task, "return" for the mean over tasks.
     per_task = {task: figures(env_task == ti, "return_mean") for ti, task in enumerate(tasks)}
-    overall = figures(np.ones(len(envs), bool), "return")
+    overall = figures(np.ones(len(env_task), bool), "return")
     print(f"\n{'task':<28} {'success':>8} {'return':>8} {'policy = oracle' if report_agreement else '':>16}")
     for name, f in [*per_task.items(), ("mean", overall)]:
         agreement = f"{100 * f['policy_agreement']:>15.1f}%" if report_agreement else ""
