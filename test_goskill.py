@@ -783,7 +783,7 @@ def test_prompt_dt_baseline_end_to_end(tiny_data, tmp_path):
     evaluated = json.loads((run / "eval.json").read_text())
     assert set(evaluated["per_task"]) == set(TASKS)
     assert all("skill_usage" not in v for v in evaluated["per_task"].values())
-    # Both diagnostics that need a skill decoder refuse a flat run and say why.
+    # The oracle (of either diagnostic) executes GO-Skill's skills: a flat run is refused with the reason.
     for script, flags in (("oracle_skills", []), ("goal_precision", ["--oracle", "--tasks", ",".join(TASKS)])):
         r = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{script}.py"), str(run / "checkpoint.pt"),
                             "--episodes", "1", *flags], capture_output=True, text=True, timeout=300)

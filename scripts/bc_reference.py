@@ -26,10 +26,9 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import collect_data  # noqa: E402
 import goskill  # noqa: E402
-from oracle_skills import positive_int  # noqa: E402  (scripts/ is on sys.path: it holds this file)
+from goal_precision import POSITIONAL_TASKS  # noqa: E402  (scripts/ is on sys.path: it holds this file)
+from oracle_skills import positive_int  # noqa: E402
 from subset_data import quality_mask  # noqa: E402
-
-POSITIONAL_TASKS = "reach-v3,push-v3,pick-place-v3,peg-insert-side-v3"
 
 
 class StateAgent:

@@ -29,7 +29,6 @@ All episodes run in this one process on the CPU in fp32, one environment each.""
 import argparse
 import dataclasses
 import sys
-import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -68,14 +67,16 @@ def goal_gain(point: np.ndarray, goal: np.ndarray) -> list:
 
 def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int,
         chooser: Literal["policy", "oracle", "expert"]) -> dict:
-    """Per task, success, return, closest approach and goal gains over `episodes` episodes (oracle_skills.rollout:
-    the evaluation's variants). chooser: "policy" (the run's own), "oracle" (GO-Skill's decoder under the
+    """Per task, success, return, closest approach and goal gains over `episodes` episodes, run by
+    oracle_skills.rollout on the evaluation's variants, prompts and target returns. chooser: "policy" (the run's own), "oracle" (GO-Skill's decoder under the
     expert-lookahead oracle) or "expert" (MetaWorld's noise-free scripted policy acts alone: the reference the
     data's best episodes follow)."""
+    if not tasks:
+        raise ValueError(f"no task given; pass --tasks with some of {', '.join(trainer.tasks)}")
     missing = [t for t in tasks if t not in trainer.tasks]
     if missing:
         raise ValueError(f"{', '.join(missing)} not among the checkpoint's tasks ({', '.join(trainer.tasks)})")
-    is_reach = np.repeat([task == "reach-v3" for task in tasks], episodes)    # (E,), envs in rollout's order
+    is_reach = np.repeat([task == "reach-v3" for task in tasks], episodes)    # (E,): env e runs tasks[e // episodes]
     closest = np.full(len(is_reach), np.inf)
     at_closest = np.zeros((len(is_reach), 3))                       # tracked point at the closest step
     goal = np.zeros((len(is_reach), 3))
@@ -88,12 +89,12 @@ def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int,
         goal[:] = obs[:, GOAL]                                       # fixed within an episode
 
     task_ids = [trainer.tasks.index(t) for t in tasks]
-    rollout = oracle_skills.rollout(trainer, task_ids, episodes, seed, chooser, observe)
+    result = oracle_skills.rollout(trainer, task_ids, episodes, seed, chooser, observe)
     per_task = {}
     for task, ti in zip(tasks, task_ids):
-        m = rollout["task"] == ti
-        per_task[task] = {"success_rate": float(rollout["success"][m].mean()),
-                          "return_mean": float(rollout["return"][m].mean()),
+        m = result["task"] == ti
+        per_task[task] = {"success_rate": float(result["success"][m].mean()),
+                          "return_mean": float(result["return"][m].mean()),
                           "closest_approach_cm": float(100 * np.median(closest[m])),
                           "goal_gain_xyz": goal_gain(at_closest[m], goal[m])}
     return per_task
@@ -117,12 +118,12 @@ def main() -> int:
                         help="episodes per task (default 20)")
     parser.add_argument("--out", default="", help="JSON file of the figures (default: none)")
     args = parser.parse_args()
-    # MetaWorld's scripted policies warn when their P-controller output exceeds [-1, 1]; it is clipped, as the env does.
-    warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
 
     path = Path(args.checkpoint)
     try:
         trainer = goskill.load_finished_run(path, torch.device("cpu"), path.parent)
+        if args.oracle:
+            oracle_skills.require_skills(trainer, path)
         tasks = list(dict.fromkeys(t.strip() for t in args.tasks.split(",") if t.strip()))
         chooser = "oracle" if args.oracle else "expert" if args.expert else "policy"
         per_task = run(trainer, tasks, args.episodes, trainer.cfg.eval_seed, chooser)

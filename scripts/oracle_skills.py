@@ -22,8 +22,12 @@ the goal precisely enough along the expert's path. It is a strong reference, not
 may do better by picking skills the decoder happens to execute more reliably than the code of the expert's
 next H steps (README, "Which level limits success", measures both cases). Same evaluation variants (the "eval"
 seed stream), prompt choice and target returns as goskill.py's evaluation; on the CPU in fp32 (goskill.py
-evaluates a CUDA run with bf16 autocast). All episodes run in this one process, one environment each (~25 MB
-per env: lower --episodes for MT50)."""
+evaluates a CUDA run with bf16 autocast).
+
+The episode loop, `rollout`, also runs a checkpoint's own policy or the scripted expert alone: goal_precision.py
+uses it for those modes too. It is not goskill.evaluate's loop because the oracle needs the env objects
+themselves (to snapshot and restore them) and goal_precision needs MetaWorld's info dicts, both of which
+evaluate's worker pool keeps in its processes."""
 
 import argparse
 import dataclasses
@@ -101,22 +105,30 @@ class OracleSkillAgent(goskill.SkillAgent):
         return self.oracle_choice
 
 
+def require_skills(trainer: goskill.Trainer, path: Path) -> None:
+    """The oracle executes skills with GO-Skill's goal encoder and decoder: a Prompt-DT checkpoint has neither."""
+    if trainer.skills is None:
+        raise ValueError(f"{path} is a {trainer.cfg.algo} run; the oracle needs GO-Skill's goal encoder and skill "
+                         "decoder: pass a GO-Skill run's checkpoint")
+
+
 def rollout(trainer: goskill.Trainer, task_ids: list[int], episodes: int, seed: int,
-            chooser: Literal["oracle", "policy", "expert"] = "oracle",
+            chooser: Literal["oracle", "policy", "expert"],
             observe: Callable[[np.ndarray, list], None] | None = None) -> dict:
     """The episode loop of both diagnostics (this script and goal_precision.py): `episodes` episodes of each task
     in task_ids (indices into trainer.tasks), all at once in this process, one env each (~25 MB per env), on the
     same variants, prompts and target returns as goskill.evaluate with per_round = episodes (one round).
-    chooser: "oracle" (the decoder executes the expert-lookahead oracle's skills), "policy" (the run's own:
-    GO-Skill, w/o VQ or Prompt-DT) or "expert" (MetaWorld's noise-free scripted policy acts alone).
+    Env e runs task task_ids[e // episodes] on variant e % episodes.
+    chooser: "oracle" (the decoder executes the expert-lookahead oracle's skills; see require_skills), "policy"
+    (the run's own: GO-Skill, w/o VQ or Prompt-DT) or "expert" (MetaWorld's noise-free scripted policy acts alone).
     observe(obs, infos), if given, is called after every env step with the raw observations (E, S_OBS) and the
     envs' info dicts. Returns per env (E,): "task" (index into trainer.tasks), "success" (at any step), "return",
     and "agreement": the skill steps on which the trained policy's argmax was the oracle's skill (oracle with VQ;
     otherwise None)."""
     cfg, device = trainer.cfg, torch.device("cpu")
-    if chooser == "oracle" and trainer.skills is None:
-        raise ValueError(f"the checkpoint is a {cfg.algo} run; the oracle needs GO-Skill's goal encoder and skill "
-                         "decoder: pass a GO-Skill run's checkpoint")
+    # MetaWorld's scripted policies warn when their P-controller output exceeds [-1, 1]; the env clips it, and
+    # so does the expert here.
+    warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
     env_task = np.repeat(task_ids, episodes)
     prompt = goskill.evaluation_prompts(trainer.prompts, env_task, len(trainer.tasks), cfg, seed, device)
     names = [trainer.tasks[ti] for ti in env_task]
@@ -177,12 +189,11 @@ def main() -> int:
                         help="accept a run in its policy phase, e.g. stopped after skill extraction (--stop-after "
                              "extract); no policy agreement")
     args = parser.parse_args()
-    # MetaWorld's scripted policies warn when their gain overshoots [-1, 1]; the env clips, and so do we.
-    warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
 
     path, device = Path(args.checkpoint), torch.device("cpu")
     try:
         trainer = goskill.load_finished_run(path, device, path.parent, library_only=args.library_only)
+        require_skills(trainer, path)
     except goskill.UnfinishedRunError as err:
         print(f"error: {err}, or pass --library-only once its skill library is extracted", file=sys.stderr)
         return 2
@@ -194,12 +205,8 @@ def main() -> int:
     tasks, H, T, n = trainer.tasks, cfg.skill_horizon, collect_data.EPISODE_LENGTH, args.episodes
     policy_trained = trainer.state.phase == "done"
     report_agreement = cfg.quantize and policy_trained
-    try:
-        episodes = rollout(trainer, list(range(len(tasks))), n, seed, "oracle")
-    except ValueError as err:                                          # a Prompt-DT run: no skills to execute
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    env_task, ep_success, ep_return, agree = (episodes[k] for k in ("task", "success", "return", "agreement"))
+    result = rollout(trainer, list(range(len(tasks))), n, seed, "oracle")
+    env_task, ep_success, ep_return, agree = (result[k] for k in ("task", "success", "return", "agreement"))
 
     decisions = -(-T // H)                                             # skill steps per episode
 
