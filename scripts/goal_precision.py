@@ -68,9 +68,9 @@ def goal_gain(point: np.ndarray, goal: np.ndarray) -> list:
 def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int,
         chooser: Literal["policy", "oracle", "expert"]) -> dict:
     """Per task, success, return, closest approach and goal gains over `episodes` episodes, run by
-    oracle_skills.rollout on the evaluation's variants, prompts and target returns. chooser: "policy" (the run's own), "oracle" (GO-Skill's decoder under the
-    expert-lookahead oracle) or "expert" (MetaWorld's noise-free scripted policy acts alone: the reference the
-    data's best episodes follow)."""
+    oracle_skills.rollout on the evaluation's variants, prompts and target returns. chooser: "policy" (the run's
+    own), "oracle" (GO-Skill's decoder under the expert-lookahead oracle) or "expert" (MetaWorld's noise-free
+    scripted policy acts alone: the reference the data's best episodes follow)."""
     if not tasks:
         raise ValueError(f"no task given; pass --tasks with some of {', '.join(trainer.tasks)}")
     missing = [t for t in tasks if t not in trainer.tasks]
