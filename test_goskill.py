@@ -703,6 +703,18 @@ def test_bad_input_stops_with_a_one_line_error(tiny_data, tmp_path):
     assert r.returncode == 2 and "cosine" in r.stderr and not (tmp_path / "x").exists()
 
 
+def test_every_preset_is_a_valid_config_and_the_cli_applies_it_under_flags():
+    """Each preset names only Config fields and passes its checks; --preset NAME starts from that preset (the
+    README's older rows name default-v1), a flag overrides it, and the run folder is named after it."""
+    fields = {f.name for f in dataclasses.fields(goskill.Config)}
+    for name, preset in goskill.PRESETS.items():
+        assert set(preset) <= fields, f"preset {name}: unknown fields {set(preset) - fields}"
+        args = goskill.build_parser().parse_args(["--preset", name, "--seed", "3"])
+        cfg = goskill.config_from_args(args)
+        assert cfg == goskill.Config(**{**preset, "seed": 3, "out": cfg.out})
+        assert cfg.out == f"runs/mt10-near-optimal-{name}-seed3"
+
+
 def test_nan_in_data_stops_training_with_the_task_named(collected, tmp_path):
     data_dir = pathlib.Path(shutil.copytree(collected[1], tmp_path / "data"))
     data = cd.load_dataset("push-v3", "near-optimal", data_dir)

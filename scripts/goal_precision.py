@@ -65,17 +65,22 @@ def goal_gain(point: np.ndarray, goal: np.ndarray) -> list:
     return out
 
 
+def check_tasks(trainer: goskill.Trainer, tasks: list[str]) -> None:
+    """Refuses (ValueError, naming the fix) an empty task list or a task the checkpoint was not trained on."""
+    if not tasks:
+        raise ValueError(f"no task given; pass --tasks with some of {', '.join(trainer.tasks)}")
+    missing = [t for t in tasks if t not in trainer.tasks]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} not among the checkpoint's tasks ({', '.join(trainer.tasks)})")
+
+
 def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int,
         chooser: Literal["policy", "oracle", "expert"]) -> dict:
     """Per task, success, return, closest approach and goal gains over `episodes` episodes, run by
     oracle_skills.rollout on the evaluation's variants, prompts and target returns. chooser: "policy" (the run's
     own), "oracle" (GO-Skill's decoder under the expert-lookahead oracle) or "expert" (MetaWorld's noise-free
     scripted policy acts alone: the reference the data's best episodes follow)."""
-    if not tasks:
-        raise ValueError(f"no task given; pass --tasks with some of {', '.join(trainer.tasks)}")
-    missing = [t for t in tasks if t not in trainer.tasks]
-    if missing:
-        raise ValueError(f"{', '.join(missing)} not among the checkpoint's tasks ({', '.join(trainer.tasks)})")
+    check_tasks(trainer, tasks)
     is_reach = np.repeat([task == "reach-v3" for task in tasks], episodes)    # (E,): env e runs tasks[e // episodes]
     closest = np.full(len(is_reach), np.inf)
     at_closest = np.zeros((len(is_reach), 3))                       # tracked point at the closest step
@@ -125,11 +130,12 @@ def main() -> int:
         if args.oracle:
             oracle_skills.require_skills(trainer, path)
         tasks = list(dict.fromkeys(t.strip() for t in args.tasks.split(",") if t.strip()))
-        chooser = "oracle" if args.oracle else "expert" if args.expert else "policy"
-        per_task = run(trainer, tasks, args.episodes, trainer.cfg.eval_seed, chooser)
-    except ValueError as err:
+        check_tasks(trainer, tasks)
+    except ValueError as err:                  # bad input only: an error inside the rollout keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
+    chooser = "oracle" if args.oracle else "expert" if args.expert else "policy"
+    per_task = run(trainer, tasks, args.episodes, trainer.cfg.eval_seed, chooser)
     print(f"\n{path} ({chooser}, {args.episodes} episodes per task)")
     print(f"{'task':<22}{'success':>8}{'closest cm':>11}   goal gain x / y / z")
     for task, r in per_task.items():

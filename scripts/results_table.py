@@ -200,12 +200,12 @@ def main() -> int:
         print("no results under results/mt10*/ or results/mt50*/ yet: run bash scripts/run_results.sh", file=sys.stderr)
         return 1
     if main_runs:
-        print("MT10, default preset\n\n" + main_table(main_runs) + "\n")
+        print("MT10, default-v1 preset\n\n" + main_table(main_runs) + "\n")
         for dataset in ("sub-optimal", "near-optimal"):
             if any(n.startswith(dataset) for n in main_runs):
                 print(f"Per task, MT10 {dataset}\n\n" + per_task_table(main_runs, dataset) + "\n")
     if mt50:
-        print("MT50, default preset, 10 evaluation episodes per task\n\n" + main_table(mt50) + "\n")
+        print("MT50, default-v1 preset, 10 evaluation episodes per task\n\n" + main_table(mt50) + "\n")
     if mt50_paper8k:
         print("MT50, paper networks for 2k + 6k iterations, 10 evaluation episodes per task\n\n"
               + main_table(mt50_paper8k) + "\n")
@@ -216,6 +216,10 @@ def main() -> int:
     if more_seeds and main_runs.get("sub-optimal-goskill"):
         print("Ablations with more seeds (seed 0 above, seeds 1-2 on the CPU)\n\n"
               + three_seed_table(main_runs["sub-optimal-goskill"], ablations, more_seeds) + "\n")
+    default_cpu = load("mt10-default-cpu")
+    if default_cpu:
+        print("MT10 near-optimal, default preset and its equal-time neighbour, 2-core CPU\n\n"
+              + seeds_table(default_cpu) + "\n")
     if (ROOT / "results" / "mt10-oracle-cpu").is_dir():
         print("Skill policy vs an expert-lookahead oracle choosing the skills (scripts/oracle_skills.py)\n\n"
               + oracle_table() + "\n")

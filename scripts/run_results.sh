@@ -17,7 +17,21 @@ JOBS=${JOBS:-1}
 EXTRA=${EXTRA:-}
 PATTERN=${1:-.}
 
-rows() {   # <row name> <goskill.py flags>; default preset, so equal budgets for both methods
+rows() {   # <row name> <goskill.py flags>
+  # The `default` preset since 2026-11-30 (1 sequence and 4 segments per task, 2k + 16k iterations, cosine decay),
+  # MT10 near-optimal, on the 2-core CPU; the same with 20k policy iterations; and an equal-CPU-time neighbour of
+  # default-v1 + cosine: half batches for 13k iterations.
+  for seed in 0 1 2; do
+    echo "mt10-default-cpu/near-optimal-goskill-seed$seed --tasks mt10 --seed $seed"
+  done
+  echo "mt10-default-cpu/sub-optimal-goskill-seed0 --tasks mt10 --dataset sub-optimal --seed 0"
+  echo "mt10-default-cpu/near-optimal-policy20k-seed0 --tasks mt10 --seed 0 --policy-iters 20000"
+  echo "mt10-default-cpu/near-optimal-half-batches-13k-seed0 --tasks mt10 --seed 0 --preset default-v1 --lr-schedule cosine --sequences-per-task 2 --segments-per-task 4 --policy-iters 13000"
+  # Every row below was made with the preset that was `default` before then, now `default-v1`.
+  rows_v1 | sed '/--preset/!s/$/ --preset default-v1/'
+}
+
+rows_v1() {   # default-v1 preset (unless a row names another), so equal budgets for both methods
   for dataset in sub-optimal near-optimal; do
     for algo in goskill prompt-dt; do
       for seed in 0 1 2; do
