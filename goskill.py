@@ -79,8 +79,8 @@ import collect_data
 class Config:
     """Every hyperparameter of a run. Field defaults are the `paper` preset: the authors' values, except where a
     field's doc says otherwise (focal loss: the paper's stated choice, where the authors' trainer uses
-    cross-entropy). The CPU-sized `default` preset overrides some of them (PRESETS below, each deviation
-    commented). One CLI flag per field."""
+    cross-entropy). The CPU-sized `default` preset (and `default-v1`, the `default` until 2026-11-30) overrides
+    some of them (PRESETS below, each deviation commented). One CLI flag per field."""
 
     # --- run ---------------------------------------------------------------------------------------------------
     tasks: str = "mt10"
@@ -90,7 +90,7 @@ class Config:
     data_dir: str = "data"
     """Folder of <task>.npz files written by collect_data.py; missing tasks are generated there first."""
     data_episodes: int = collect_data.DEFAULT_EPISODES
-    """Episodes per task to generate when a task's data is missing. DEVIATION (both presets): the authors' SAC
+    """Episodes per task to generate when a task's data is missing. DEVIATION (every preset): the authors' SAC
     buffers have 2000; 200 take ~4 minutes for MT10 on 2 cores (README, "Default size"); --data-episodes 2000."""
     data_seed: int = 0
     """Seed of generated data; the same data serves every training seed."""
@@ -199,10 +199,11 @@ class Config:
 
 
 # Field defaults above are the `paper` preset. `default` is sized so that `python goskill.py --tasks mt10`
-# (data generation included) finishes in under half an hour on a 2-core CPU. Measured effects below are MT10
-# near-optimal runs of this file on one H200 (seed 0, 20 evaluation episodes per task, mean success rate);
-# the README has the commands. The paper preset itself runs at ~50 extraction and ~28 policy it/s there, so its
-# 100k iterations take ~50 minutes on that GPU and were not run to the end.
+# (data generation included) finishes in under half an hour on a 2-core CPU. It is `default-v1` with smaller
+# batches, twice the policy iterations and a decaying rate. Measured effects in `default-v1` are MT10
+# near-optimal runs of this file on one H200, those in `default` on the 2-core CPU (20 evaluation episodes per
+# task, mean success rate); the README has the commands. The paper preset itself runs at ~50 extraction and
+# ~28 policy it/s on the H200, so its 100k iterations take ~50 minutes there and were not run to the end.
 _CPU_V1: dict = {
     # DEVIATION: 2 layers, width 128, 4 heads instead of 6 x 256 x 8: ~12x fewer FLOPs per token, the
     # difference between minutes and hours on 2 cores (effect on success not measured: see above).
@@ -236,7 +237,7 @@ _CPU_V1: dict = {
 PRESETS: dict[str, dict] = {
     "paper": {},
     # `default` until 2026-11-30 (2k + 8k iterations, 8 segments and 4 sequences per task, constant rate): the
-    # README rows made before then used it. Kept so that their commands, with --preset default-v1, still reproduce them.
+    # README rows made before then used it, and their commands (with --preset default-v1) still reproduce them.
     "default-v1": _CPU_V1,
     "default": {
         **_CPU_V1,
@@ -435,7 +436,7 @@ class VectorQuantizer(nn.Module):
     codes (decay 0.8) and keeps only the commitment term. Both are standard VQ-VAE variants; the explicit loss
     is used here because it shows every stop-gradient and needs no hidden state besides the codebook. One
     practical difference: the EMA moves a code 20% of the way to its batch mean at every step, while AdamW moves
-    each coordinate by about the learning rate (1e-3 in `default`) per step, so codes follow the embeddings more
+    each coordinate by about the learning rate (at most 1e-3 in `default`) per step, so codes follow the embeddings more
     slowly here; the k-means start and the re-seeding of unused codes (Trainer.extract_skills) cover for that.
     """
 
@@ -752,9 +753,9 @@ def lr_factor(step: int, total_iters: int, cfg: Config) -> float:
     """Multiplier of cfg.lr at optimiser step `step` of `total_iters`. Linear warm-up, then
       constant (authors: lr * min(1, (step + 1) / warmup), no decay), or
       cosine     0.5 * (1 + cos(pi * p)), p = the fraction of the post-warm-up steps done (0 -> 1): 1 down to 0.
-    DEVIATION (cosine, in the `default` preset; `paper` keeps the authors' constant rate): at a constant rate
-    the final weights are one noisy iterate of Adam, and the positional tasks need centimetre precision (README,
-    "Training length and learning-rate decay")."""
+    DEVIATION (cosine, in the `default` preset; `paper` and `default-v1` keep the authors' constant rate): at a
+    constant rate the final weights are one noisy iterate of Adam, and the positional tasks need centimetre
+    precision (README, "Training length and learning-rate decay")."""
     warm = min(1.0, (step + 1) / max(1, cfg.warmup_iters))
     if cfg.lr_schedule == "constant" or step < cfg.warmup_iters:
         return warm
@@ -1523,7 +1524,9 @@ def build_parser() -> argparse.ArgumentParser:
     """One flag per Config field (booleans get --x / --no-x), plus the run-control flags."""
     p = argparse.ArgumentParser(description="GO-Skill: offline multi-task RL with goal-oriented skills.")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="hyperparameter preset; individual flags override it (default: default)")
+                   help="hyperparameter preset; individual flags override it (default: default). default-v1 is "
+                        "the default before 2026-11-30 (2k + 8k iterations, 8 segments / 4 sequences per task, "
+                        "constant rate), which the README's older rows name")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt")
     p.add_argument("--eval-only", metavar="CHECKPOINT", help="evaluate a saved checkpoint and exit")
     p.add_argument("--stop-after", choices=["extract", "policy"],

@@ -196,7 +196,8 @@ def seeds_table(runs: dict[str, list[dict]]) -> str:
 def main() -> int:
     main_runs, ablations, mt50 = load("mt10"), load("mt10-ablations"), load("mt50")
     mt50_paper8k = load("mt50-paper8k")
-    if not (main_runs or ablations or mt50 or mt50_paper8k):
+    default_cpu = load("mt10-default-cpu")
+    if not (main_runs or ablations or mt50 or mt50_paper8k or default_cpu):
         print("no results under results/mt10*/ or results/mt50*/ yet: run bash scripts/run_results.sh", file=sys.stderr)
         return 1
     if main_runs:
@@ -216,9 +217,8 @@ def main() -> int:
     if more_seeds and main_runs.get("sub-optimal-goskill"):
         print("Ablations with more seeds (seed 0 above, seeds 1-2 on the CPU)\n\n"
               + three_seed_table(main_runs["sub-optimal-goskill"], ablations, more_seeds) + "\n")
-    default_cpu = load("mt10-default-cpu")
     if default_cpu:
-        print("MT10 near-optimal, default preset and its equal-time neighbour, 2-core CPU\n\n"
+        print("MT10, default preset and the batch-size probes beside it, 2-core CPU\n\n"
               + seeds_table(default_cpu) + "\n")
     if (ROOT / "results" / "mt10-oracle-cpu").is_dir():
         print("Skill policy vs an expert-lookahead oracle choosing the skills (scripts/oracle_skills.py)\n\n"

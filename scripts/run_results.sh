@@ -28,7 +28,7 @@ rows() {   # <row name> <goskill.py flags>
   echo "mt10-default-cpu/near-optimal-policy20k-seed0 --tasks mt10 --seed 0 --policy-iters 20000"
   echo "mt10-default-cpu/near-optimal-half-batches-13k-seed0 --tasks mt10 --seed 0 --preset default-v1 --lr-schedule cosine --sequences-per-task 2 --segments-per-task 4 --policy-iters 13000"
   # Every row below was made with the preset that was `default` before then, now `default-v1`.
-  rows_v1 | sed '/--preset/!s/$/ --preset default-v1/'
+  rows_v1 | sed '/--preset/!s/ / --preset default-v1 /'     # after the row name, which has no space
 }
 
 rows_v1() {   # default-v1 preset (unless a row names another), so equal budgets for both methods
@@ -59,7 +59,7 @@ rows_v1() {   # default-v1 preset (unless a row names another), so equal budgets
     echo "mt10-ablations-cpu/codes32-seed$seed $ab_seed --num-codes 32"
     echo "mt10-ablations-cpu/cross-entropy-seed$seed $ab_seed --focal-gamma 0"
   done
-  # Probes of MT10 near-optimal on the 2-core CPU (seed 0): the default run at a later commit, w/o VQ, and
+  # Probes of MT10 near-optimal on the 2-core CPU (seed 0): the default-v1 run at a later commit, w/o VQ, and
   # Prompt-DT with a prompt as long as GO-Skill's in env steps.
   echo "mt10-probes-cpu/near-optimal-goskill-seed0 --tasks mt10 --seed 0"
   echo "mt10-probes-cpu/near-optimal-no-vq-seed0 --tasks mt10 --seed 0 --no-quantize"
@@ -67,13 +67,13 @@ rows_v1() {   # default-v1 preset (unless a row names another), so equal budgets
   # The library with the highest oracle figure in the README's library scan (64 codes, H = 10, 3x the extraction;
   # within noise of two others), trained to the end.
   echo "mt10-probes-cpu/near-optimal-codes64-extract6k-seed0 --tasks mt10 --seed 0 --num-codes 64 --extract-iters 6000"
-  # The default run on the second half of the near-optimal stream only (episodes of behaviour quality >= 0.75,
+  # The default-v1 run on the second half of the near-optimal stream only (episodes of behaviour quality >= 0.75,
   # made below by scripts/subset_data.py): what the stream's noisy episodes cost. Not one of the paper's datasets.
   echo "mt10-probes-cpu/near-optimal-q075-goskill-seed0 --tasks mt10 --seed 0 --data-dir runs/data-q075"
   echo "mt10-probes-cpu/near-optimal-q075-prompt-dt-seed0 --tasks mt10 --seed 0 --algo prompt-dt --data-dir runs/data-q075"
   # ... and Prompt-DT seeing only the current step (no history of its own actions)
   echo "mt10-probes-cpu/near-optimal-q075-prompt-dt-context1-seed0 --tasks mt10 --seed 0 --algo prompt-dt --context-skills 1 --data-dir runs/data-q075"
-  # The default runs with the learning rate decayed to 0 by a cosine (--lr-schedule cosine) instead of constant,
+  # The default-v1 runs with the learning rate decayed to 0 by a cosine (--lr-schedule cosine) instead of constant,
   # and Prompt-DT's constant-rate seed 0 on the CPU to pair with its cosine row.
   for seed in 0 1 2; do
     echo "mt10-probes-cpu/near-optimal-goskill-cosine-seed$seed --tasks mt10 --seed $seed --lr-schedule cosine"
@@ -105,7 +105,7 @@ rows_v1() {   # default-v1 preset (unless a row names another), so equal budgets
   echo "reach-probes-cpu/q075-prompt-dt-context1-seed0 $reach --seed 0 --context-skills 1"
   echo "reach-probes-cpu/q075-prompt-dt-wd0-seed0 $reach --seed 0 --weight-decay 0"
   echo "reach-probes-cpu/q075-prompt-dt-iters3x-seed0 $reach --seed 0 --policy-iters 28000"
-  # MT50, default preset, seed 0, 10 evaluation episodes per task (sized to one 10-minute GPU call).
+  # MT50, default-v1 preset, seed 0, 10 evaluation episodes per task (sized to one 10-minute GPU call).
   for dataset in sub-optimal near-optimal; do
     for algo in goskill prompt-dt; do
       echo "mt50/$dataset-$algo-seed0 --tasks mt50 --dataset $dataset --algo $algo --seed 0 --eval-episodes 10"
