@@ -437,8 +437,9 @@ class VectorQuantizer(nn.Module):
     codes (decay 0.8) and keeps only the commitment term. Both are standard VQ-VAE variants; the explicit loss
     is used here because it shows every stop-gradient and needs no hidden state besides the codebook. One
     practical difference: the EMA moves a code 20% of the way to its batch mean at every step, while AdamW moves
-    each coordinate by about the learning rate (at most 1e-3 in `default`) per step, so codes follow the embeddings more
-    slowly here; the k-means start and the re-seeding of unused codes (Trainer.extract_skills) cover for that.
+    each coordinate by about the learning rate (at most 1e-3 in `default`) per step, so codes follow the
+    embeddings more slowly here; the k-means start and the re-seeding of unused codes (Trainer.extract_skills)
+    cover for that.
     """
 
     def __init__(self, num_codes: int, code_dim: int, beta: float):
