@@ -19,12 +19,20 @@ PATTERN=${1:-.}
 
 rows() {   # <row name> <goskill.py flags>
   # The `default` preset since 2026-11-30 (1 sequence and 4 segments per task, 2k + 16k iterations, cosine decay),
-  # MT10 near-optimal, on the 2-core CPU; the same with 20k policy iterations; and an equal-CPU-time neighbour of
-  # default-v1 + cosine: half batches for 13k iterations.
+  # MT10 near- and sub-optimal, GO-Skill and Prompt-DT, on the 2-core CPU; the same with 20k policy iterations; and
+  # an equal-CPU-time neighbour of default-v1 + cosine: half batches for 13k iterations.
   for seed in 0 1 2; do
     echo "mt10-default-cpu/near-optimal-goskill-seed$seed --tasks mt10 --seed $seed"
   done
-  echo "mt10-default-cpu/sub-optimal-goskill-seed0 --tasks mt10 --dataset sub-optimal --seed 0"
+  for seed in 0 1 2; do
+    echo "mt10-default-cpu/sub-optimal-goskill-seed$seed --tasks mt10 --dataset sub-optimal --seed $seed"
+  done
+  # The flat Prompt-DT baseline under the same preset (18k iterations: GO-Skill's 2k + 16k), both datasets.
+  for dataset in near-optimal sub-optimal; do
+    for seed in 0 1 2; do
+      echo "mt10-default-cpu/$dataset-prompt-dt-seed$seed --tasks mt10 --dataset $dataset --algo prompt-dt --seed $seed"
+    done
+  done
   echo "mt10-default-cpu/near-optimal-policy20k-seed0 --tasks mt10 --seed 0 --policy-iters 20000"
   echo "mt10-default-cpu/near-optimal-half-batches-13k-seed0 --tasks mt10 --seed 0 --preset default-v1 --lr-schedule cosine --sequences-per-task 2 --segments-per-task 4 --policy-iters 13000"
   # Every row below was made with the preset that was `default` before then, now `default-v1`.
