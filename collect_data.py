@@ -16,6 +16,7 @@ Commands:
   python collect_data.py --tasks reach-v3,push-v3 --episodes 8 --data-dir /tmp/tiny
   python collect_data.py --tasks mt10 --overwrite            # regenerate files made with other settings
   python collect_data.py --benchmark                        # collection speed vs bare env.step, 1 vs 2 workers
+  python collect_data.py --tasks mt10 --expert-aim tool-centre --data-dir data-tcp   # reach aimed at the tool centre
 A rerun of the same command skips the tasks whose file is complete and was made with the same settings, so an
 interrupted collection is finished by running it again.
 
@@ -96,6 +97,16 @@ BENCHMARK_ROUNDS = 2        # --benchmark times every run this often and keeps t
 FORMAT_VERSION = 1
 
 DATASET_QUALITIES = ("near-optimal", "sub-optimal")
+
+# Where the expert aims (--expert-aim). MetaWorld's scripted reach policies steer the *hand* onto the goal, while
+# MetaWorld 3 measures reach's success (and reward) at the gripper's tool centre, 4.5 cm below the hand: the
+# noise-free expert's tool centre stops 4.47 cm from the goal (median over 20 evaluation variants, never more than
+# 4.50 cm), inside the 5 cm success radius by 0.5 cm, so an imitator that ends 0.5 cm lower, or ~2.2 cm to the
+# side, fails. "tool-centre" shows the policy a goal moved by the hand-to-tool-centre offset, so the tool centre
+# stops on the goal (0.02-0.04 cm, same variants) and an imitator has the whole radius to spare. Only the tasks
+# in TOOL_CENTRE_TASKS change; "hand" (the default) is MetaWorld's policies unchanged.
+EXPERT_AIMS = ("hand", "tool-centre")
+TOOL_CENTRE_TASKS = ("reach-v3", "reach-wall-v3")
 
 # Disjoint seed streams of variant_seed: "data" = goal/object variants of the dataset's episodes,
 # "behaviour" = the dataset's action noise, "eval" = the variants goskill.py evaluates on.
@@ -222,6 +233,27 @@ def episode_quality(episode: int, episodes: int) -> float:
     return 1.0 - (1.0 - p) ** 2
 
 
+class ToolCentreAim:
+    """A scripted policy that puts the gripper's tool centre, not the hand, on the goal (EXPERT_AIMS): it shows
+    `policy` the observation with the goal (its last 3 entries) moved by the current offset from the hand
+    (obs[:3]) to `env`'s tool centre. The offset is read from the simulator at each call, so `obs` must be the
+    env's current observation."""
+
+    def __init__(self, policy, env):
+        self.policy, self.env = policy, env
+
+    def get_action(self, obs: np.ndarray) -> np.ndarray:
+        shifted = np.array(obs, copy=True)
+        shifted[-3:] -= self.env.tcp_center - obs[:3]
+        return self.policy.get_action(shifted)
+
+
+def expert_policy(task: str, env, aim: str = "hand"):
+    """MetaWorld's scripted expert for `task`, aimed as `aim` says (EXPERT_AIMS)."""
+    policy = ENV_POLICY_MAP[task]()
+    return ToolCentreAim(policy, env) if aim == "tool-centre" and task in TOOL_CENTRE_TASKS else policy
+
+
 def behaviour_action(policy, obs: np.ndarray, quality: float, rng: np.random.Generator) -> np.ndarray:
     """The dataset's action at quality q (float32, (4,), in [-1, 1]):
       with probability 1 - q: uniform random in [-1, 1]^4 (the learner's exploration / untrained behaviour);
@@ -266,11 +298,12 @@ class _EnvCache:
         self.size = size
         self.entries: collections.OrderedDict[str, tuple] = collections.OrderedDict()
 
-    def get(self, task: str) -> tuple:
+    def get(self, task: str, aim: str = "hand") -> tuple:
         if task in self.entries:
             self.entries.move_to_end(task)
         else:
-            self.entries[task] = (make_env(task), ENV_POLICY_MAP[task]())
+            env = make_env(task)
+            self.entries[task] = (env, expert_policy(task, env, aim))   # one aim per collection
             if len(self.entries) > self.size:
                 self.entries.popitem(last=False)
         return self.entries[task]
@@ -278,8 +311,8 @@ class _EnvCache:
 
 def _run_unit(unit: tuple, cache: _EnvCache) -> tuple[str, int, dict[str, np.ndarray]]:
     """Play episodes [start, stop) of one task; returns (task, start, arrays stacked over those episodes)."""
-    task, start, stop, episodes, seed = unit
-    env, policy = cache.get(task)
+    task, start, stop, episodes, seed, aim = unit
+    env, policy = cache.get(task, aim)
     played = [play_episode(env, policy, task, i, episodes, seed) for i in range(start, stop)]
     return task, start, {key: np.stack([p[key] for p in played]) for key in played[0]}
 
@@ -325,9 +358,12 @@ def _versions() -> dict[str, str]:
     return {"metaworld": importlib.metadata.version("metaworld"), "mujoco": mujoco.__version__}
 
 
-def _settings(task: str, episodes: int, seed: int) -> dict:
-    """Everything that determines a task file's arrays: a rerun reuses a file only if all of these match."""
-    return {
+def _settings(task: str, episodes: int, seed: int, expert_aim: str = "hand") -> dict:
+    """Everything that determines a task file's arrays: a rerun reuses a file only if all of these match.
+    expert_aim is recorded only where it changes the arrays (a TOOL_CENTRE_TASKS task aimed at the tool centre),
+    so files made before the option existed, and the other tasks' files, stay valid for either aim."""
+    aim = {"expert_aim": expert_aim} if expert_aim != "hand" and task in TOOL_CENTRE_TASKS else {}
+    return {**aim,
         "format_version": FORMAT_VERSION,
         "task": task,
         "episodes": episodes,
@@ -507,7 +543,7 @@ def _mp_context():
     return mp.get_context("fork" if safe_to_fork else "spawn")
 
 
-def _check_request(tasks, episodes, workers, seed) -> list[str]:
+def _check_request(tasks, episodes, workers, seed, expert_aim: str = "hand") -> list[str]:
     tasks = resolve_tasks(tasks) if isinstance(tasks, str) else resolve_tasks(",".join(tasks))
     if not tasks:
         raise DataError("no tasks given; use --tasks mt10, mt30, mt50 or a comma list such as reach-v3,push-v3")
@@ -518,6 +554,8 @@ def _check_request(tasks, episodes, workers, seed) -> list[str]:
         raise DataError(f"--workers must be >= 1, got {workers}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise DataError(f"--seed must be an integer >= 0, got {seed}")
+    if expert_aim not in EXPERT_AIMS:
+        raise DataError(f"--expert-aim must be one of {', '.join(EXPERT_AIMS)}, got {expert_aim!r}")
     return tasks
 
 
@@ -532,7 +570,7 @@ def _prepare_data_dir(data_dir: pathlib.Path) -> None:
                         f"choose a writable folder") from exc
 
 
-def _plan(tasks: list[str], episodes: int, seed: int, data_dir: pathlib.Path, overwrite: bool,
+def _plan(tasks: list[str], episodes: int, seed: int, expert_aim: str, data_dir: pathlib.Path, overwrite: bool,
           log) -> tuple[list[str], list[str]]:
     """Split `tasks` into (to collect, complete and reusable). Raises DataError naming every file that exists
     with other settings, unless `overwrite`. Reads only: nothing is written before the whole request is valid."""
@@ -548,7 +586,10 @@ def _plan(tasks: list[str], episodes: int, seed: int, data_dir: pathlib.Path, ov
             log(f"note: {path} is unreadable or incomplete ({type(exc).__name__}); regenerating it")
             to_collect.append(task)
             continue
-        diff = _settings_diff(found, _settings(task, episodes, seed))
+        wanted = _settings(task, episodes, seed, expert_aim)
+        # Compared as the aim each file is made with: a file without the key was made with the hand's.
+        diff = _settings_diff({**found, "expert_aim": found.get("expert_aim", "hand")},
+                              {**wanted, "expert_aim": wanted.get("expert_aim", "hand")})
         if diff:
             conflicts.append(f"{path} has {', '.join(diff)}")
         else:
@@ -559,28 +600,31 @@ def _plan(tasks: list[str], episodes: int, seed: int, data_dir: pathlib.Path, ov
     return to_collect, reuse
 
 
-def _units(tasks: list[str], episodes: int, seed: int) -> list[tuple]:
+def _units(tasks: list[str], episodes: int, seed: int, expert_aim: str) -> list[tuple]:
     """Work units in task-major order, so the first tasks finish (and are written) first."""
-    return [(task, start, min(start + EPISODES_PER_UNIT, episodes), episodes, seed)
+    return [(task, start, min(start + EPISODES_PER_UNIT, episodes), episodes, seed, expert_aim)
             for task in tasks for start in range(0, episodes, EPISODES_PER_UNIT)]
 
 
 def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None, seed: int = 0,
-            data_dir="data", overwrite: bool = False, *, command: str | None = None, verbose: bool = True) -> dict:
+            data_dir="data", overwrite: bool = False, *, expert_aim: str = "hand", command: str | None = None,
+            verbose: bool = True) -> dict:
     """Collect `episodes` episodes of each task (a list of names or a spec for resolve_tasks) into
     <data_dir>/<task>.npz, reusing complete files made with the same settings, and write <data_dir>/summary.json.
     Returns the summary (per-task and mean stats of both datasets and of the expert end).
 
-    workers: processes (default: all CPU cores). command: recorded in the metadata (default: sys.argv).
+    workers: processes (default: all CPU cores). expert_aim: EXPERT_AIMS. command: recorded in the metadata
+    (default: sys.argv).
     verbose: show the progress bar and print the summary table.
     Raises DataError (a ValueError) on bad input or an existing file made with other settings; in that case
     nothing is written."""
-    tasks = _check_request(tasks, episodes, workers, seed)
+    tasks = _check_request(tasks, episodes, workers, seed, expert_aim)
     data_dir = pathlib.Path(data_dir)
-    to_collect, reuse = _plan(tasks, episodes, seed, data_dir, overwrite, log=lambda msg: print(msg, file=sys.stderr))
+    to_collect, reuse = _plan(tasks, episodes, seed, expert_aim, data_dir, overwrite,
+                              log=lambda msg: print(msg, file=sys.stderr))
     _prepare_data_dir(data_dir)
 
-    units = _units(to_collect, episodes, seed)
+    units = _units(to_collect, episodes, seed, expert_aim)
     workers = max(1, min(workers or default_workers(), len(units)))
     metadata_extra = {"command": command or shlex.join(sys.argv), "workers": workers,
                       "numpy_version": np.__version__, "python_version": sys.version.split()[0]}
@@ -610,7 +654,7 @@ def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None,
                 data = buffers.pop(task)
                 data["quality"][:] = [episode_quality(i, episodes) for i in range(episodes)]
                 write_task_file(dataset_path(task, data_dir), data,
-                                 {**_settings(task, episodes, seed), **metadata_extra,
+                                 {**_settings(task, episodes, seed, expert_aim), **metadata_extra,
                                   "sub_optimal_episodes": episodes_in_dataset("sub-optimal", episodes),
                                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
                 summaries[task] = _task_summary(data["rewards"], data["successes"])
@@ -625,6 +669,7 @@ def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None,
         with np.load(dataset_path(task, data_dir), allow_pickle=False) as npz:
             summaries[task] = _task_summary(npz["rewards"], npz["successes"])
     summary = {"episodes": episodes, "seed": seed, "noise_std_max": NOISE_STD_MAX, "schedule": SCHEDULE_NAME,
+               "expert_aim": expert_aim,
                "versions": _versions(), "reused": reuse,
                "tasks": {task: summaries[task] for task in tasks}}
     summary["mean"] = _mean_summary(list(summary["tasks"].values()))
@@ -757,6 +802,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"worker processes (default: the CPU cores, here {default_workers()})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the variants and the behaviour noise")
     parser.add_argument("--data-dir", default="data", help="folder of the <task>.npz files and summary.json")
+    parser.add_argument("--expert-aim", default="hand", choices=EXPERT_AIMS,
+                        help="hand: MetaWorld's scripted experts as they are; tool-centre: the reach experts put the "
+                             "gripper's tool centre, where success is measured, on the goal (default hand)")
     parser.add_argument("--overwrite", action="store_true",
                         help="regenerate task files even if they exist (e.g. made with other settings)")
     parser.add_argument("--benchmark", action="store_true",
@@ -770,7 +818,8 @@ def main(argv: list[str] | None = None) -> int:
             benchmark(_check_request(args.tasks, episodes, args.workers, args.seed), episodes, args.seed)
         else:
             episodes = DEFAULT_EPISODES if args.episodes is None else args.episodes
-            collect(args.tasks, episodes, args.workers, args.seed, args.data_dir, args.overwrite, command=command)
+            collect(args.tasks, episodes, args.workers, args.seed, args.data_dir, args.overwrite,
+                    expert_aim=args.expert_aim, command=command)
     except DataError as exc:
         print(f"collect_data.py: error: {exc}", file=sys.stderr)
         return 2

@@ -94,6 +94,9 @@ class Config:
     buffers have 2000; 200 take ~4 minutes for MT10 on 2 cores (README, "Default size"); --data-episodes 2000."""
     data_seed: int = 0
     """Seed of generated data; the same data serves every training seed."""
+    data_expert_aim: str = "hand"
+    """Expert aim of generated data (collect_data.EXPERT_AIMS): hand = MetaWorld's scripted experts; tool-centre =
+    the reach experts put the tool centre, where success is measured, on the goal."""
     seed: int = 0
     """Seeds python, numpy, torch and the batch sampler (initialisation, batches, dropout)."""
     eval_seed: int = 0
@@ -196,6 +199,9 @@ class Config:
         # otherwise decay any unknown schedule as cosine.
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
+        if self.data_expert_aim not in collect_data.EXPERT_AIMS:
+            raise ValueError(f"unknown data_expert_aim {self.data_expert_aim!r}; "
+                             f"use one of {', '.join(collect_data.EXPERT_AIMS)}")
 
 
 # Field defaults above are the `paper` preset. `default` is sized so that `python goskill.py --tasks mt10`
@@ -262,7 +268,8 @@ LR_SCHEDULES = ("constant", "cosine")
 # Fields that only steer a run (where it writes, what it runs on); a checkpoint may be resumed or evaluated
 # with other values for them. Every other field must match the checkpoint's config.
 RUN_CONTROL_FIELDS = {"device", "out", "eval_episodes", "eval_parallel", "eval_workers", "eval_seed",
-                      "log_interval", "checkpoint_interval", "data_dir", "data_episodes", "data_seed"}
+                      "log_interval", "checkpoint_interval", "data_dir", "data_episodes", "data_seed",
+                      "data_expert_aim"}
 
 
 # =====================================================================================================================
@@ -339,7 +346,8 @@ class OfflineData:
             d = collect_data.load_dataset(task, dataset, data_dir)  # raises with the command that makes the data
             meta = d["metadata"]
             self.sources[task] = {"episodes": meta["dataset_episodes"], "of": meta["episodes"],
-                                  "seed": meta["seed"], "schedule": meta["schedule"]["name"]}
+                                  "seed": meta["seed"], "schedule": meta["schedule"]["name"],
+                                  "expert_aim": meta.get("expert_aim", "hand")}
             if "subset_of" in meta:                                    # written by scripts/subset_data.py
                 self.sources[task]["subset_of"] = {k: v for k, v in meta["subset_of"].items() if k != "episode_indices"}
             obs.append(d["observations"])
@@ -1269,7 +1277,7 @@ class Trainer:
             print(f"generating data for {len(missing)} task(s) missing from {self.cfg.data_dir}/: "
                   f"{', '.join(missing)}")
             collect_data.collect(missing, episodes=self.cfg.data_episodes, seed=self.cfg.data_seed,
-                                 data_dir=self.cfg.data_dir)
+                                 data_dir=self.cfg.data_dir, expert_aim=self.cfg.data_expert_aim)
         self.data = OfflineData(self.tasks, self.cfg.dataset, self.cfg.data_dir, self.device)
         if self.state_mean is None:
             self.state_mean, self.state_std = self.data.state_mean, self.data.state_std

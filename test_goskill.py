@@ -228,6 +228,34 @@ def test_files_made_with_other_settings_are_reported(copied):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_tool_centre_aim_puts_the_tool_centre_on_reach_goals_and_is_recorded_only_where_it_changes_data(copied):
+    env = cd.make_env("reach-v3")
+    closest = {}
+    for aim in cd.EXPERT_AIMS:                                        # noise-free expert, one evaluation variant
+        policy, obs = cd.expert_policy("reach-v3", env, aim), cd.reset_env(env, cd.variant_seed(0, "reach-v3", 0, "eval"))
+        distances = []
+        for _ in range(150):
+            obs = env.step(np.clip(policy.get_action(obs), -1, 1))[0]
+            distances.append(np.linalg.norm(env.tcp_center - env._target_pos))
+        closest[aim] = min(distances)
+    assert 0.04 < closest["hand"] < 0.05 and closest["tool-centre"] < 0.005, closest   # success radius: 0.05
+    assert type(cd.expert_policy("push-v3", env, "tool-centre")) is type(ENV_POLICY_MAP["push-v3"]())
+
+    # Files made with the hand's aim (all files before the option) are reused for push, refused for reach.
+    with pytest.raises(ValueError, match=r"reach-v3\.npz has expert_aim hand \(requested tool-centre\)") as err:
+        cd.collect(TASKS, EPISODES, workers=1, seed=0, data_dir=copied, expert_aim="tool-centre")
+    assert "push-v3" not in str(err.value)
+    cd.collect(["reach-v3"], EPISODES, workers=1, seed=0, data_dir=copied, expert_aim="tool-centre", overwrite=True)
+    summary = cd.collect(TASKS, EPISODES, workers=1, seed=0, data_dir=copied, expert_aim="tool-centre")
+    assert summary["reused"] == TASKS and summary["expert_aim"] == "tool-centre"
+    assert cd.load_dataset("reach-v3", "near-optimal", copied)["metadata"]["expert_aim"] == "tool-centre"
+    assert "expert_aim" not in cd.load_dataset("push-v3", "near-optimal", copied)["metadata"]
+    with pytest.raises(ValueError, match=r"expert_aim tool-centre \(requested hand\)"):
+        cd.collect(TASKS, EPISODES, workers=1, seed=0, data_dir=copied)
+    result = run_cli("--tasks", "reach-v3", "--expert-aim", "tool", "--data-dir", str(copied))
+    assert result.returncode == 2 and "invalid choice: 'tool'" in result.stderr
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--tasks", "reach-v3,fly-v3"], "unknown task 'fly-v3'"),
     (["--tasks", "reach-v3", "--episodes", "7"], "--episodes must be an even number >= 2"),
