@@ -616,6 +616,13 @@ def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
     reach = json.loads(reference.read_text())["per_task"]["reach-v3"]
     assert reach["success_rate"] == 1.0 and 4.0 < reach["closest_approach_cm"] < 5.0
     assert reach["goal_gain_xyz"][0]["gain"] == pytest.approx(1.0, abs=0.1)
+    # Aimed at the tool centre (collect_data.py --expert-aim), the same expert puts the tool centre on the goal.
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "goal_precision.py"), str(run_a / "checkpoint.pt"),
+                        "--tasks", "reach-v3", "--episodes", "1", "--expert", "--expert-aim", "tool-centre",
+                        "--out", str(reference)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    aimed = json.loads(reference.read_text())
+    assert aimed["expert_aim"] == "tool-centre" and aimed["per_task"]["reach-v3"]["closest_approach_cm"] < 0.5
 
 
 def _script_module(name: str):

@@ -37,6 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import collect_data  # noqa: E402
 import goskill  # noqa: E402
 import oracle_skills  # noqa: E402
 
@@ -75,11 +76,12 @@ def check_tasks(trainer: goskill.Trainer, tasks: list[str]) -> None:
 
 
 def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int,
-        chooser: Literal["policy", "oracle", "expert"]) -> dict:
+        chooser: Literal["policy", "oracle", "expert"], expert_aim: str = "hand") -> dict:
     """Per task, success, return, closest approach and goal gains over `episodes` episodes, run by
     oracle_skills.rollout on the evaluation's variants, prompts and target returns. chooser: "policy" (the run's
     own), "oracle" (GO-Skill's decoder under the expert-lookahead oracle) or "expert" (MetaWorld's noise-free
-    scripted policy acts alone: the reference the data's best episodes follow)."""
+    scripted policy acts alone: the reference the data's best episodes follow), the scripted policies aimed as
+    expert_aim says (collect_data.EXPERT_AIMS)."""
     check_tasks(trainer, tasks)
     is_reach = np.repeat([task == "reach-v3" for task in tasks], episodes)    # (E,): env e runs tasks[e // episodes]
     closest = np.full(len(is_reach), np.inf)
@@ -94,7 +96,7 @@ def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int,
         goal[:] = obs[:, GOAL]                                       # fixed within an episode
 
     task_ids = [trainer.tasks.index(t) for t in tasks]
-    result = oracle_skills.rollout(trainer, task_ids, episodes, seed, chooser, observe)
+    result = oracle_skills.rollout(trainer, task_ids, episodes, seed, chooser, observe, expert_aim)
     per_task = {}
     for task, ti in zip(tasks, task_ids):
         m = result["task"] == ti
@@ -118,6 +120,9 @@ def main() -> int:
     choice.add_argument("--expert", action="store_true",
                         help="MetaWorld's noise-free scripted expert acts instead, on the same variants: the "
                              "reference (the checkpoint then only gives the task list and evaluation seed)")
+    parser.add_argument("--expert-aim", choices=collect_data.EXPERT_AIMS, default="hand",
+                        help="where the scripted experts of --expert and --oracle aim (collect_data.py "
+                             "--expert-aim; default hand)")
     parser.add_argument("--tasks", default=POSITIONAL_TASKS, help=f"comma-separated (default {POSITIONAL_TASKS})")
     parser.add_argument("--episodes", type=oracle_skills.positive_int, default=20,
                         help="episodes per task (default 20)")
@@ -135,7 +140,7 @@ def main() -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     chooser = "oracle" if args.oracle else "expert" if args.expert else "policy"
-    per_task = run(trainer, tasks, args.episodes, trainer.cfg.eval_seed, chooser)
+    per_task = run(trainer, tasks, args.episodes, trainer.cfg.eval_seed, chooser, args.expert_aim)
     print(f"\n{path} ({chooser}, {args.episodes} episodes per task)")
     print(f"{'task':<22}{'success':>8}{'closest cm':>11}   goal gain x / y / z")
     for task, r in per_task.items():
@@ -143,7 +148,8 @@ def main() -> int:
         print(f"{task:<22}{100 * r['success_rate']:>7.0f}%{r['closest_approach_cm']:>11.1f}   {gains}")
     if args.out:
         goskill.atomic_write_json({"checkpoint": str(path), "config": dataclasses.asdict(trainer.cfg),
-                                   "skills_chosen_by": chooser, "episodes_per_task": args.episodes,
+                                   "skills_chosen_by": chooser, "expert_aim": args.expert_aim,
+                                   "episodes_per_task": args.episodes,
                                    "eval_seed": trainer.cfg.eval_seed, "per_task": per_task}, Path(args.out))
         print(f"results: {args.out}")
     return 0

@@ -52,7 +52,7 @@ def main_table(runs: dict[str, list[dict]]) -> str:
     for name, rs in runs.items():
         dataset, algo = re.match(r"(.*-optimal)-(.*)", name).groups()
         lines.append(f"| {dataset} | {algo} | {len(rs)} | {mean_cells(rs)} | {minutes(rs)} | "
-                     f"{rs[0]['config']['device']} |")
+                     f"{rs[0].get('device', rs[0]['config']['device'])} |")   # resolved (cpu, cuda), not 'auto'
     return "\n".join(lines)
 
 
@@ -179,7 +179,9 @@ def precision_table() -> str:
         if all("reach-v3" in r["per_task"] for r in rs):
             gains = [[r["per_task"]["reach-v3"]["goal_gain_xyz"][axis] for r in rs] for axis in range(3)]
             gain = " / ".join("-" if None in g else f"{np.mean([x['gain'] for x in g]):.2f}" for g in gains)
-        run = "MetaWorld's scripted expert" if chooser == "expert" else name.removesuffix(f"-{chooser}")
+        aim = rs[0].get("expert_aim", "hand")                          # files before --expert-aim: the hand's
+        run = (f"MetaWorld's scripted expert{', aimed at the tool centre' if aim == 'tool-centre' else ''}"
+               if chooser == "expert" else name.removesuffix(f"-{chooser}"))
         lines.append(f"| {run} | {chooser} | {seeds} | " + " | ".join(cells) + f" | {gain} |")
     return "\n".join(lines)
 
@@ -218,6 +220,13 @@ def main() -> int:
         print("Ablations with more seeds (seed 0 above, seeds 1-2 on the CPU)\n\n"
               + three_seed_table(main_runs["sub-optimal-goskill"], ablations, more_seeds) + "\n")
     if default_cpu:
+        # GO-Skill against Prompt-DT under the current default preset: the rows named <dataset>-<algo>-seed<k>.
+        compared = {n: rs for n, rs in default_cpu.items() if re.fullmatch(r"(near|sub)-optimal-(goskill|prompt-dt)", n)}
+        if compared:
+            print("MT10, default preset, 2-core CPU\n\n" + main_table(compared) + "\n")
+            for dataset in ("near-optimal", "sub-optimal"):
+                if any(n.startswith(dataset) for n in compared):
+                    print(f"Per task, MT10 {dataset}, default preset\n\n" + per_task_table(compared, dataset) + "\n")
         print("MT10, default preset and the batch-size probes beside it, 2-core CPU\n\n"
               + seeds_table(default_cpu) + "\n")
     if (ROOT / "results" / "mt10-oracle-cpu").is_dir():
