@@ -38,8 +38,8 @@ N therefore give byte-identical arrays whatever the number of workers (tested), 
 actions after reset_env(make_env(task), variant_seed(seed, task, i, "data")) reproduces its observations exactly.
 
 Public API used by goskill.py: EPISODE_LENGTH, OBS_DIM, ACT_DIM, DEFAULT_EPISODES, TASK_SETS,
-DATASET_QUALITIES, resolve_tasks, variant_seed, make_env, reset_env, dataset_path, episodes_in_dataset,
-missing_tasks, collect, load_dataset, main.
+DATASET_QUALITIES, EXPERT_AIMS, resolve_tasks, variant_seed, make_env, reset_env, dataset_path,
+episodes_in_dataset, missing_tasks, collect, load_dataset, main (and expert_policy, for scripts/).
 
 Tested with: Python 3.11, metaworld 3.1.1 (mujoco 3.3.0, gymnasium 1.4.0), numpy 2.4, tqdm 4.70.
 """
@@ -251,6 +251,8 @@ class ToolCentreAim:
 
 def expert_policy(task: str, env, aim: str = "hand"):
     """MetaWorld's scripted expert for `task`, aimed as `aim` says (EXPERT_AIMS)."""
+    if aim not in EXPERT_AIMS:
+        raise ValueError(f"unknown expert aim {aim!r}; use one of {', '.join(EXPERT_AIMS)}")
     policy = ENV_POLICY_MAP[task]()
     return ToolCentreAim(policy, env) if aim == "tool-centre" and task in TOOL_CENTRE_TASKS else policy
 
@@ -297,17 +299,18 @@ class _EnvCache:
 
     def __init__(self, size: int = ENV_CACHE_SIZE):
         self.size = size
-        self.entries: collections.OrderedDict[str, tuple] = collections.OrderedDict()
+        self.entries: collections.OrderedDict[tuple[str, str], tuple] = collections.OrderedDict()   # (task, aim)
 
     def get(self, task: str, aim: str = "hand") -> tuple:
-        if task in self.entries:
-            self.entries.move_to_end(task)
+        key = (task, aim)
+        if key in self.entries:
+            self.entries.move_to_end(key)
         else:
             env = make_env(task)
-            self.entries[task] = (env, expert_policy(task, env, aim))   # one aim per collection
+            self.entries[key] = (env, expert_policy(task, env, aim))
             if len(self.entries) > self.size:
                 self.entries.popitem(last=False)
-        return self.entries[task]
+        return self.entries[key]
 
 
 def _run_unit(unit: tuple, cache: _EnvCache) -> tuple[str, int, dict[str, np.ndarray]]:
@@ -361,10 +364,10 @@ def _versions() -> dict[str, str]:
 
 def _settings(task: str, episodes: int, seed: int, expert_aim: str = "hand") -> dict:
     """Everything that determines a task file's arrays: a rerun reuses a file only if all of these match.
-    expert_aim is recorded only where it changes the arrays (a TOOL_CENTRE_TASKS task aimed at the tool centre),
-    so files made before the option existed, and the other tasks' files, stay valid for either aim."""
+    expert_aim is recorded only where it changes the arrays (a TOOL_CENTRE_TASKS task aimed at the tool centre):
+    files made before the option existed stay valid for the hand's aim, and other tasks' files serve either aim."""
     aim = {"expert_aim": expert_aim} if expert_aim != "hand" and task in TOOL_CENTRE_TASKS else {}
-    return {**aim,
+    return {
         "format_version": FORMAT_VERSION,
         "task": task,
         "episodes": episodes,
@@ -372,6 +375,7 @@ def _settings(task: str, episodes: int, seed: int, expert_aim: str = "hand") -> 
         "episode_length": EPISODE_LENGTH,
         "schedule": {"name": SCHEDULE_NAME, "noise_std_max": NOISE_STD_MAX},
         "versions": _versions(),
+        **aim,
     }
 
 
@@ -805,7 +809,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default="data", help="folder of the <task>.npz files and summary.json")
     parser.add_argument("--expert-aim", default="hand", choices=EXPERT_AIMS,
                         help="hand: MetaWorld's scripted experts as they are; tool-centre: the reach experts put the "
-                             "gripper's tool centre, where success is measured, on the goal (default hand)")
+                             "gripper's tool centre, where success is measured, on the goal (default hand; "
+                             "--benchmark always uses hand)")
     parser.add_argument("--overwrite", action="store_true",
                         help="regenerate task files even if they exist (e.g. made with other settings)")
     parser.add_argument("--benchmark", action="store_true",

@@ -96,7 +96,8 @@ class Config:
     """Seed of generated data; the same data serves every training seed."""
     data_expert_aim: str = "hand"
     """Expert aim of generated data (collect_data.EXPERT_AIMS): hand = MetaWorld's scripted experts; tool-centre =
-    the reach experts put the tool centre, where success is measured, on the goal."""
+    the reach experts put the tool centre, where success is measured, on the goal. Like data_episodes, it only
+    shapes files this run generates; existing files are used as they are (a note says when their aim differs)."""
     seed: int = 0
     """Seeds python, numpy, torch and the batch sampler (initialisation, batches, dropout)."""
     eval_seed: int = 0
@@ -1286,6 +1287,11 @@ class Trainer:
                              "(state statistics differ); point --data-dir at the original data")
         print(f"data: {len(self.tasks)} tasks, {self.data.num_episodes} episodes, "
               f"{self.data.num_episodes * self.data.horizon:,} transitions ({self.cfg.dataset}, {self.cfg.data_dir}/)")
+        aimed = {task: s["expert_aim"] for task, s in self.data.sources.items()
+                 if task in collect_data.TOOL_CENTRE_TASKS and s["expert_aim"] != self.cfg.data_expert_aim}
+        if aimed:                                   # the files decide; the flag only shapes generated ones
+            print(f"note: the data of {', '.join(f'{t} (expert aimed at the {a})' for t, a in aimed.items())} "
+                  f"differs from --data-expert-aim {self.cfg.data_expert_aim}; the files are used as they are")
 
     # ---- checkpoints --------------------------------------------------------------------------------------------
     def save(self) -> None:

@@ -232,7 +232,8 @@ def test_tool_centre_aim_puts_the_tool_centre_on_reach_goals_and_is_recorded_onl
     env = cd.make_env("reach-v3")
     closest = {}
     for aim in cd.EXPERT_AIMS:                                        # noise-free expert, one evaluation variant
-        policy, obs = cd.expert_policy("reach-v3", env, aim), cd.reset_env(env, cd.variant_seed(0, "reach-v3", 0, "eval"))
+        policy = cd.expert_policy("reach-v3", env, aim)
+        obs = cd.reset_env(env, cd.variant_seed(0, "reach-v3", 0, "eval"))
         distances = []
         for _ in range(150):
             obs = env.step(np.clip(policy.get_action(obs), -1, 1))[0]
@@ -245,7 +246,11 @@ def test_tool_centre_aim_puts_the_tool_centre_on_reach_goals_and_is_recorded_onl
     with pytest.raises(ValueError, match=r"reach-v3\.npz has expert_aim hand \(requested tool-centre\)") as err:
         cd.collect(TASKS, EPISODES, workers=1, seed=0, data_dir=copied, expert_aim="tool-centre")
     assert "push-v3" not in str(err.value)
-    cd.collect(["reach-v3"], EPISODES, workers=1, seed=0, data_dir=copied, expert_aim="tool-centre", overwrite=True)
+    hand_actions = cd.load_dataset("reach-v3", "near-optimal", copied)["actions"]
+    cd.collect(["reach-v3"], EPISODES, workers=2, seed=0, data_dir=copied, expert_aim="tool-centre", overwrite=True)
+    tool_actions = cd.load_dataset("reach-v3", "near-optimal", copied)["actions"]
+    assert np.array_equal(hand_actions[0], tool_actions[0])        # quality 0: uniform random, no expert
+    assert not np.array_equal(hand_actions[-1], tool_actions[-1])  # quality 1: the aimed expert acted
     summary = cd.collect(TASKS, EPISODES, workers=1, seed=0, data_dir=copied, expert_aim="tool-centre")
     assert summary["reused"] == TASKS and summary["expert_aim"] == "tool-centre"
     assert cd.load_dataset("reach-v3", "near-optimal", copied)["metadata"]["expert_aim"] == "tool-centre"
@@ -254,6 +259,8 @@ def test_tool_centre_aim_puts_the_tool_centre_on_reach_goals_and_is_recorded_onl
         cd.collect(TASKS, EPISODES, workers=1, seed=0, data_dir=copied)
     result = run_cli("--tasks", "reach-v3", "--expert-aim", "tool", "--data-dir", str(copied))
     assert result.returncode == 2 and "invalid choice: 'tool'" in result.stderr
+    with pytest.raises(ValueError, match="unknown expert aim 'tool_centre'"):
+        cd.expert_policy("reach-v3", env, "tool_centre")
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -136,6 +136,8 @@ def main() -> int:
             oracle_skills.require_skills(trainer, path)
         tasks = list(dict.fromkeys(t.strip() for t in args.tasks.split(",") if t.strip()))
         check_tasks(trainer, tasks)
+        if args.expert_aim != "hand" and not (args.expert or args.oracle):
+            raise ValueError("--expert-aim applies to --expert and --oracle only (the scripted experts)")
     except ValueError as err:                  # bad input only: an error inside the rollout keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -123,9 +123,9 @@ def rollout(trainer: goskill.Trainer, task_ids: list[int], episodes: int, seed: 
     (the run's own: GO-Skill, w/o VQ or Prompt-DT) or "expert" (MetaWorld's noise-free scripted policy acts alone).
     observe(obs, infos), if given, is called after every env step with the raw observations (E, S_OBS) and the
     envs' info dicts. expert_aim: where the oracle's and the "expert" chooser's scripted policies aim
-    (collect_data.EXPERT_AIMS; match the data the run was trained on). Returns per env (E,): "task" (index into trainer.tasks), "success" (at any step), "return",
-    and "agreement": the skill steps on which the trained policy's argmax was the oracle's skill (oracle with VQ;
-    otherwise None)."""
+    (collect_data.EXPERT_AIMS; match the data the run was trained on). Returns per env (E,): "task" (index into
+    trainer.tasks), "success" (at any step), "return", and "agreement": the skill steps on which the trained
+    policy's argmax was the oracle's skill (oracle with VQ; otherwise None)."""
     cfg, device = trainer.cfg, torch.device("cpu")
     # MetaWorld's scripted policies warn when their P-controller output exceeds [-1, 1]; the env clips it, and
     # so does the expert here.

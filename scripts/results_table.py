@@ -221,7 +221,8 @@ def main() -> int:
               + three_seed_table(main_runs["sub-optimal-goskill"], ablations, more_seeds) + "\n")
     if default_cpu:
         # GO-Skill against Prompt-DT under the current default preset: the rows named <dataset>-<algo>-seed<k>.
-        compared = {n: rs for n, rs in default_cpu.items() if re.fullmatch(r"(near|sub)-optimal-(goskill|prompt-dt)", n)}
+        compared = {n: rs for n, rs in default_cpu.items()
+                    if re.fullmatch(r"(near|sub)-optimal-(goskill|prompt-dt)", n)}
         if compared:
             print("MT10, default preset, 2-core CPU\n\n" + main_table(compared) + "\n")
             for dataset in ("near-optimal", "sub-optimal"):

@@ -35,7 +35,7 @@ rows() {   # <row name> <goskill.py flags>
   done
   # The same on data whose reach expert aims the tool centre, not the hand (collect_data.py --expert-aim, made below).
   for seed in 0 1 2; do
-    echo "mt10-default-cpu/near-optimal-tool-centre-goskill-seed$seed --tasks mt10 --seed $seed --data-dir runs/data-tool-centre"
+    echo "mt10-default-cpu/near-optimal-tool-centre-goskill-seed$seed --tasks mt10 --seed $seed --data-dir runs/data-tool-centre --data-expert-aim tool-centre"
   done
   echo "mt10-default-cpu/near-optimal-policy20k-seed0 --tasks mt10 --seed 0 --policy-iters 20000"
   echo "mt10-default-cpu/near-optimal-half-batches-13k-seed0 --tasks mt10 --seed 0 --preset default-v1 --lr-schedule cosine --sequences-per-task 2 --segments-per-task 4 --policy-iters 13000"
@@ -156,6 +156,9 @@ SELECTED=$(rows | awk -v pattern="$PATTERN" '$1 ~ pattern')     # match the row 
 # Data first, once: parallel runs must not all generate the same files. MT10 is a subset of MT50.
 if grep -q -- "--tasks mt50" <<<"$SELECTED"; then python collect_data.py --tasks mt50; else python collect_data.py --tasks mt10; fi
 if grep -q -- "--data-dir runs/data-tool-centre" <<<"$SELECTED"; then
+  # Only reach-v3 differs from data/ (made just above): copy the other nine files, collect reach alone.
+  mkdir -p runs/data-tool-centre
+  for f in data/*-v3.npz; do [[ $f == data/reach-v3.npz ]] || cp -n "$f" runs/data-tool-centre/; done
   python collect_data.py --tasks mt10 --expert-aim tool-centre --data-dir runs/data-tool-centre
 fi
 if grep -q -- "--data-dir runs/data-q075" <<<"$SELECTED" && [[ ! -d runs/data-q075 ]]; then
