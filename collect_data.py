@@ -249,12 +249,18 @@ class ToolCentreAim:
         return self.policy.get_action(shifted)
 
 
+def aim_of(task: str, aim: str) -> str:
+    """The aim `task`'s expert actually takes when `aim` is asked for: "tool-centre" changes TOOL_CENTRE_TASKS
+    only, every other task keeps the hand's (its policy and data are the same either way)."""
+    return aim if task in TOOL_CENTRE_TASKS else "hand"
+
+
 def expert_policy(task: str, env, aim: str = "hand"):
     """MetaWorld's scripted expert for `task`, aimed as `aim` says (EXPERT_AIMS)."""
     if aim not in EXPERT_AIMS:
         raise ValueError(f"unknown expert aim {aim!r}; use one of {', '.join(EXPERT_AIMS)}")
     policy = ENV_POLICY_MAP[task]()
-    return ToolCentreAim(policy, env) if aim == "tool-centre" and task in TOOL_CENTRE_TASKS else policy
+    return ToolCentreAim(policy, env) if aim_of(task, aim) == "tool-centre" else policy
 
 
 def behaviour_action(policy, obs: np.ndarray, quality: float, rng: np.random.Generator) -> np.ndarray:
@@ -366,7 +372,7 @@ def _settings(task: str, episodes: int, seed: int, expert_aim: str = "hand") -> 
     """Everything that determines a task file's arrays: a rerun reuses a file only if all of these match.
     expert_aim is recorded only where it changes the arrays (a TOOL_CENTRE_TASKS task aimed at the tool centre):
     files made before the option existed stay valid for the hand's aim, and other tasks' files serve either aim."""
-    aim = {"expert_aim": expert_aim} if expert_aim != "hand" and task in TOOL_CENTRE_TASKS else {}
+    aim = aim_of(task, expert_aim)
     return {
         "format_version": FORMAT_VERSION,
         "task": task,
@@ -375,7 +381,7 @@ def _settings(task: str, episodes: int, seed: int, expert_aim: str = "hand") -> 
         "episode_length": EPISODE_LENGTH,
         "schedule": {"name": SCHEDULE_NAME, "noise_std_max": NOISE_STD_MAX},
         "versions": _versions(),
-        **aim,
+        **({"expert_aim": aim} if aim != "hand" else {}),
     }
 
 
@@ -594,7 +600,7 @@ def _plan(tasks: list[str], episodes: int, seed: int, expert_aim: str, data_dir:
         wanted = _settings(task, episodes, seed, expert_aim)
         # Compared as the aim each file is made with: a file without the key was made with the hand's.
         diff = _settings_diff({**found, "expert_aim": found.get("expert_aim", "hand")},
-                              {**wanted, "expert_aim": wanted.get("expert_aim", "hand")})
+                              {**wanted, "expert_aim": aim_of(task, expert_aim)})
         if diff:
             conflicts.append(f"{path} has {', '.join(diff)}")
         else:

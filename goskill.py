@@ -1288,7 +1288,7 @@ class Trainer:
         print(f"data: {len(self.tasks)} tasks, {self.data.num_episodes} episodes, "
               f"{self.data.num_episodes * self.data.horizon:,} transitions ({self.cfg.dataset}, {self.cfg.data_dir}/)")
         aimed = {task: s["expert_aim"] for task, s in self.data.sources.items()
-                 if task in collect_data.TOOL_CENTRE_TASKS and s["expert_aim"] != self.cfg.data_expert_aim}
+                 if s["expert_aim"] != collect_data.aim_of(task, self.cfg.data_expert_aim)}
         if aimed:                                   # the files decide; the flag only shapes generated ones
             print(f"note: the data of {', '.join(f'{t} (expert aimed at the {a})' for t, a in aimed.items())} "
                   f"differs from --data-expert-aim {self.cfg.data_expert_aim}; the files are used as they are")
