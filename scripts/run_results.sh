@@ -41,7 +41,10 @@ rows() {   # <row name> <goskill.py flags>
   # no dropout (an iteration costs ~30% less CPU without it: does it cost success?).
   local tc="--tasks mt10 --seed 0 --data-dir runs/data-tool-centre --data-expert-aim tool-centre"
   echo "mt10-default-cpu/near-optimal-tool-centre-policy32k-seed0 $tc --policy-iters 32000"
-  echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seed0 $tc --dropout 0"
+  for seed in 0 1 2; do
+    echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seed$seed ${tc/--seed 0/--seed $seed} --dropout 0"
+  done
+  echo "mt10-default-cpu/near-optimal-dropout0-seed0 --tasks mt10 --seed 0 --dropout 0"
   echo "mt10-default-cpu/near-optimal-policy20k-seed0 --tasks mt10 --seed 0 --policy-iters 20000"
   echo "mt10-default-cpu/near-optimal-half-batches-13k-seed0 --tasks mt10 --seed 0 --preset default-v1 --lr-schedule cosine --sequences-per-task 2 --segments-per-task 4 --policy-iters 13000"
   # Every row below was made with the preset that was `default` before then, now `default-v1`.
