@@ -79,8 +79,8 @@ import collect_data
 class Config:
     """Every hyperparameter of a run. Field defaults are the `paper` preset: the authors' values, except where a
     field's doc says otherwise (focal loss: the paper's stated choice, where the authors' trainer uses
-    cross-entropy). The CPU-sized `default` preset (and `default-v1`, the `default` until 2026-11-30) overrides
-    some of them (PRESETS below, each deviation commented). One CLI flag per field."""
+    cross-entropy). The CPU-sized `default` preset (and `default-v1` / `default-v2`, the `default` until
+    2026-11-30 / 2026-12-01) overrides some of them (PRESETS below, each deviation commented). One CLI flag per field."""
 
     # --- run ---------------------------------------------------------------------------------------------------
     tasks: str = "mt10"
@@ -207,8 +207,8 @@ class Config:
 
 # Field defaults above are the `paper` preset. `default` is sized so that `python goskill.py --tasks mt10`
 # (data generation included) finishes in under half an hour on a 2-core CPU. It is `default-v1` with smaller
-# batches, twice the policy iterations and a decaying rate. Measured effects in `default-v1` are MT10
-# near-optimal runs of this file on one H200, those in `default` on the 2-core CPU (20 evaluation episodes per
+# batches, twice the policy iterations, a decaying rate and no dropout. Measured effects in `default-v1` are MT10
+# near-optimal runs of this file on one H200, those in `default-v2` and `default` on the 2-core CPU (20 evaluation episodes per
 # task, mean success rate); the README has the commands. The paper preset itself runs at ~50 extraction and
 # ~28 policy it/s on the H200, so its 100k iterations take ~50 minutes there and were not run to the end.
 _CPU_V1: dict = {
@@ -241,25 +241,38 @@ _CPU_V1: dict = {
     "checkpoint_interval": 1000,
 }
 
+# `default` from 2026-11-30 to 2026-12-01: default-v1 with smaller batches, twice the policy iterations and a
+# decaying rate. README rows made in that time used it; their commands (with --preset default-v2) reproduce them.
+_CPU_V2: dict = {
+    **_CPU_V1,
+    # DEVIATION: 1 sequence per task in each policy batch (paper 8, default-v1 4) and 4 segments per task in
+    # each extraction and enhancement batch (paper 16, default-v1 8): an iteration costs about half the CPU
+    # of default-v1's, so 16k policy iterations fit where 8k did, with the learning rate decayed to 0 by a
+    # cosine (lr_factor). Measured on the 2-core CPU, MT10 near-optimal (README, "Batch size against
+    # iterations"): 77.5 +- 2.2% success over seeds 0-2 (79.5, 78.5, 74.5) against 73.0 +- 1.1 for
+    # default-v1 with the same decay; 27 min 48 s end to end with data generation. Halving both batches for
+    # 13k iterations instead (about the same CPU time) gave 73.0% (seed 0): not the batch size alone.
+    "sequences_per_task": 1,
+    "segments_per_task": 4,
+    "policy_iters": 16_000,
+    "lr_schedule": "cosine",
+    "checkpoint_interval": 2000,
+}
+
 PRESETS: dict[str, dict] = {
     "paper": {},
     # `default` until 2026-11-30 (2k + 8k iterations, 8 segments and 4 sequences per task, constant rate): the
     # README rows made before then used it, and their commands (with --preset default-v1) still reproduce them.
     "default-v1": _CPU_V1,
+    "default-v2": _CPU_V2,
     "default": {
-        **_CPU_V1,
-        # DEVIATION: 1 sequence per task in each policy batch (paper 8, default-v1 4) and 4 segments per task in
-        # each extraction and enhancement batch (paper 16, default-v1 8): an iteration costs about half the CPU
-        # of default-v1's, so 16k policy iterations fit where 8k did, with the learning rate decayed to 0 by a
-        # cosine (lr_factor). Measured on the 2-core CPU, MT10 near-optimal (README, "Batch size against
-        # iterations"): 77.5 +- 2.2% success over seeds 0-2 (79.5, 78.5, 74.5) against 73.0 +- 1.1 for
-        # default-v1 with the same decay; 27 min 48 s end to end with data generation. Halving both batches for
-        # 13k iterations instead (about the same CPU time) gave 73.0% (seed 0): not the batch size alone.
-        "sequences_per_task": 1,
-        "segments_per_task": 4,
-        "policy_iters": 16_000,
-        "lr_schedule": "cosine",
-        "checkpoint_interval": 2000,
+        **_CPU_V2,
+        # DEVIATION: no dropout (paper 0.1, on embeddings, attention weights and residual branches). With the
+        # decaying rate, dropout's noise costs the positional tasks precision, and drawing its masks costs CPU:
+        # an iteration is ~1.2x faster without it. Measured on the 2-core CPU, MT10 near-optimal (README,
+        # "Dropout"): SEE_README. (Under default-v1's constant rate and 8k iterations, 0.0 had measured 66.5%
+        # against 75% for 0.1, one seed each, on the GPU.)
+        "dropout": 0.0,
     },
 }
 
@@ -764,7 +777,7 @@ def lr_factor(step: int, total_iters: int, cfg: Config) -> float:
     """Multiplier of cfg.lr at optimiser step `step` of `total_iters`. Linear warm-up, then
       constant (authors: lr * min(1, (step + 1) / warmup), no decay), or
       cosine     0.5 * (1 + cos(pi * p)), p = the fraction of the post-warm-up steps done (0 -> 1): 1 down to 0.
-    DEVIATION (cosine, in the `default` preset; `paper` and `default-v1` keep the authors' constant rate): at a
+    DEVIATION (cosine, in `default-v2` and `default`; `paper` and `default-v1` keep the authors' constant rate): at a
     constant rate the final weights are one noisy iterate of Adam, and the positional tasks need centimetre
     precision (README, "Training length and learning-rate decay")."""
     warm = min(1.0, (step + 1) / max(1, cfg.warmup_iters))
@@ -1542,7 +1555,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
                    help="hyperparameter preset; individual flags override it (default: default). default-v1 is "
                         "the default before 2026-11-30 (2k + 8k iterations, 8 segments / 4 sequences per task, "
-                        "constant rate), which the README's older rows name")
+                        "constant rate), default-v2 the default until 2026-12-01 (dropout 0.1); the README's "
+                        "older rows name them")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt")
     p.add_argument("--eval-only", metavar="CHECKPOINT", help="evaluate a saved checkpoint and exit")
     p.add_argument("--stop-after", choices=["extract", "policy"],

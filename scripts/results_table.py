@@ -220,15 +220,15 @@ def main() -> int:
         print("Ablations with more seeds (seed 0 above, seeds 1-2 on the CPU)\n\n"
               + three_seed_table(main_runs["sub-optimal-goskill"], ablations, more_seeds) + "\n")
     if default_cpu:
-        # GO-Skill against Prompt-DT under the current default preset: the rows named <dataset>-<algo>-seed<k>.
+        # GO-Skill against Prompt-DT under the default-v2 preset: the rows named <dataset>-<algo>-seed<k>.
         compared = {n: rs for n, rs in default_cpu.items()
                     if re.fullmatch(r"(near|sub)-optimal-(goskill|prompt-dt)", n)}
         if compared:
-            print("MT10, default preset, 2-core CPU\n\n" + main_table(compared) + "\n")
+            print("MT10, default-v2 preset, 2-core CPU\n\n" + main_table(compared) + "\n")
             for dataset in ("near-optimal", "sub-optimal"):
                 if any(n.startswith(dataset) for n in compared):
-                    print(f"Per task, MT10 {dataset}, default preset\n\n" + per_task_table(compared, dataset) + "\n")
-        print("MT10, default preset and the batch-size probes beside it, 2-core CPU\n\n"
+                    print(f"Per task, MT10 {dataset}, default-v2 preset\n\n" + per_task_table(compared, dataset) + "\n")
+        print("MT10, default-v2 preset and the probes beside it (rows named *dropout0*: the default preset), 2-core CPU\n\n"
               + seeds_table(default_cpu) + "\n")
     if (ROOT / "results" / "mt10-oracle-cpu").is_dir():
         print("Skill policy vs an expert-lookahead oracle choosing the skills (scripts/oracle_skills.py)\n\n"

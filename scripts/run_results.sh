@@ -18,7 +18,20 @@ EXTRA=${EXTRA:-}
 PATTERN=${1:-.}
 
 rows() {   # <row name> <goskill.py flags>
-  # The `default` preset since 2026-11-30 (1 sequence and 4 segments per task, 2k + 16k iterations, cosine decay),
+  # The `default` preset since 2026-12-01 (default-v2 without dropout), MT10 near-optimal, GO-Skill, on the 2-core
+  # CPU: on data whose reach expert aims the tool centre (collect_data.py --expert-aim, made below), seeds 0-2, and
+  # on the hand-aimed data of every earlier row, seed 0.
+  for seed in 0 1 2; do
+    echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seed$seed --tasks mt10 --seed $seed --data-dir runs/data-tool-centre --data-expert-aim tool-centre"
+  done
+  echo "mt10-default-cpu/near-optimal-dropout0-seed0 --tasks mt10 --seed 0"
+  # Every row below was made with the preset that was `default` before then, now `default-v2` (dropout 0.1).
+  rows_v2 | sed '/--preset/!s/ / --preset default-v2 /'     # after the row name, which has no space
+  # Every row below was made with the preset that was `default` before 2026-11-30, now `default-v1`.
+  rows_v1 | sed '/--preset/!s/ / --preset default-v1 /'
+}
+
+rows_v2() {   # default-v2 preset (unless a row names another)
   # MT10 near- and sub-optimal, GO-Skill and Prompt-DT, on the 2-core CPU; the same with 20k policy iterations; and
   # an equal-CPU-time neighbour of default-v1 + cosine: half batches for 13k iterations.
   for seed in 0 1 2; do
@@ -33,22 +46,15 @@ rows() {   # <row name> <goskill.py flags>
       echo "mt10-default-cpu/$dataset-prompt-dt-seed$seed --tasks mt10 --dataset $dataset --algo prompt-dt --seed $seed"
     done
   done
-  # The same on data whose reach expert aims the tool centre, not the hand (collect_data.py --expert-aim, made below).
+  # The same on data whose reach expert aims the tool centre, not the hand.
+  local tc="--data-dir runs/data-tool-centre --data-expert-aim tool-centre"
   for seed in 0 1 2; do
-    echo "mt10-default-cpu/near-optimal-tool-centre-goskill-seed$seed --tasks mt10 --seed $seed --data-dir runs/data-tool-centre --data-expert-aim tool-centre"
+    echo "mt10-default-cpu/near-optimal-tool-centre-goskill-seed$seed --tasks mt10 --seed $seed $tc"
   done
-  # Probes on the tool-centre data, seed 0: twice the policy iterations (is the 90% bar a matter of compute?), and
-  # no dropout (an iteration costs ~30% less CPU without it: does it cost success?).
-  local tc="--tasks mt10 --seed 0 --data-dir runs/data-tool-centre --data-expert-aim tool-centre"
-  echo "mt10-default-cpu/near-optimal-tool-centre-policy32k-seed0 $tc --policy-iters 32000"
-  for seed in 0 1 2; do
-    echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seed$seed ${tc/--seed 0/--seed $seed} --dropout 0"
-  done
-  echo "mt10-default-cpu/near-optimal-dropout0-seed0 --tasks mt10 --seed 0 --dropout 0"
+  # Is the 90% bar a matter of compute? Twice the policy iterations on the tool-centre data (stopped half-way).
+  echo "mt10-default-cpu/near-optimal-tool-centre-policy32k-seed0 --tasks mt10 --seed 0 $tc --policy-iters 32000"
   echo "mt10-default-cpu/near-optimal-policy20k-seed0 --tasks mt10 --seed 0 --policy-iters 20000"
   echo "mt10-default-cpu/near-optimal-half-batches-13k-seed0 --tasks mt10 --seed 0 --preset default-v1 --lr-schedule cosine --sequences-per-task 2 --segments-per-task 4 --policy-iters 13000"
-  # Every row below was made with the preset that was `default` before then, now `default-v1`.
-  rows_v1 | sed '/--preset/!s/ / --preset default-v1 /'     # after the row name, which has no space
 }
 
 rows_v1() {   # default-v1 preset (unless a row names another), so equal budgets for both methods
