@@ -19,9 +19,9 @@ PATTERN=${1:-.}
 
 rows() {   # <row name> <goskill.py flags>
   # The `default` preset since 2026-12-01 (default-v2 without dropout), MT10 near-optimal, GO-Skill, on the 2-core
-  # CPU: on data whose reach expert aims the tool centre (collect_data.py --expert-aim, made below), seeds 0-2, and
+  # CPU: on data whose reach expert aims the tool centre (collect_data.py --expert-aim, made below), seeds 0-4, and
   # on the hand-aimed data of every earlier row, seed 0.
-  for seed in 0 1 2; do
+  for seed in 0 1 2 3 4; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seed$seed --tasks mt10 --seed $seed --data-dir runs/data-tool-centre --data-expert-aim tool-centre"
   done
   echo "mt10-default-cpu/near-optimal-dropout0-seed0 --tasks mt10 --seed 0"
