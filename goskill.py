@@ -271,7 +271,8 @@ PRESETS: dict[str, dict] = {
         # costs the positional tasks precision here, and drawing its masks costs CPU (an iteration is ~1.2x
         # faster without it). Measured on the 2-core CPU, MT10 near-optimal (README, "The `default` preset: the
         # 90% bar"): on data whose reach expert aims the tool centre 91.7 +- 4.0% over seeds 0-2 (90.5, 87.5,
-        # 97.0) against 83.0 +- 1.5 with dropout 0.1; on the hand-aimed data 81.5% against 79.5% (seed 0).
+        # 97.0; 90.5 +- 3.5 over seeds 0-4) against 83.0 +- 1.5 with dropout 0.1 (seeds 0-2); on the hand-aimed
+        # data 81.5% against 79.5% (seed 0).
         # (Under default-v1's constant rate, 8k iterations and larger batches, 0.0 had measured 66.5% against
         # 75% for 0.1, one seed each, on the GPU.)
         "dropout": 0.0,
