@@ -25,6 +25,17 @@ rows() {   # <row name> <goskill.py flags>
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seed$seed --tasks mt10 --seed $seed --data-dir runs/data-tool-centre --data-expert-aim tool-centre"
   done
   echo "mt10-default-cpu/near-optimal-dropout0-seed0 --tasks mt10 --seed 0"
+  # Sub-optimal data, and the flat Prompt-DT baseline (18k iterations: GO-Skill's 2k + 16k) on both datasets, on
+  # the tool-centre data (issue 4's comparison under this preset).
+  local tc="--data-dir runs/data-tool-centre --data-expert-aim tool-centre"
+  for seed in 0 1 2; do
+    echo "mt10-default-cpu/sub-optimal-tool-centre-dropout0-seed$seed --tasks mt10 --dataset sub-optimal --seed $seed $tc"
+  done
+  for dataset in near-optimal sub-optimal; do
+    for seed in 0 1 2; do
+      echo "mt10-default-cpu/$dataset-tool-centre-prompt-dt-dropout0-seed$seed --tasks mt10 --dataset $dataset --algo prompt-dt --seed $seed $tc"
+    done
+  done
   # Every row below was made with the preset that was `default` before then, now `default-v2` (dropout 0.1).
   rows_v2 | sed '/--preset/!s/ / --preset default-v2 /'     # after the row name, which has no space
   # Every row below was made with the preset that was `default` before 2026-11-30, now `default-v1`.
