@@ -94,10 +94,11 @@ class Config:
     buffers have 2000; 200 take ~4 minutes for MT10 on 2 cores (README, "Default size"); --data-episodes 2000."""
     data_seed: int = 0
     """Seed of generated data; the same data serves every training seed."""
-    data_expert_aim: str = "hand"
-    """Expert aim of generated data (collect_data.EXPERT_AIMS): hand = MetaWorld's scripted experts; tool-centre =
-    the reach experts put the tool centre, where success is measured, on the goal. Like data_episodes, it only
-    shapes files this run generates; existing files are used as they are (a note says when their aim differs)."""
+    data_expert_aim: str = collect_data.DEFAULT_EXPERT_AIM
+    """Expert aim of generated data (collect_data.EXPERT_AIMS): tool-centre = the reach experts put the tool centre,
+    where success is measured, on the goal (why it is the default: collect_data.DEFAULT_EXPERT_AIM); hand =
+    MetaWorld's scripted experts unchanged (the default before 2026-12-01). Like data_episodes, it only shapes files
+    this run generates; existing files are used as they are (a note says when their aim differs)."""
     seed: int = 0
     """Seeds python, numpy, torch and the batch sampler (initialisation, batches, dropout)."""
     eval_seed: int = 0
@@ -1664,7 +1665,8 @@ def main(argv: list[str] | None = None) -> int:
                "data": trainer.data.sources, **results,
                "data_seconds": data_seconds, "phase_seconds": trainer.state.phase_seconds,
                "phase_iters_per_s": trainer.state.phase_iters_per_s, "device": str(device),
-               "versions": library_versions()}
+               # A run repeats bit for bit only at the same thread count (float reductions split differently).
+               "torch_threads": torch.get_num_threads(), "versions": library_versions()}
     atomic_write_json(summary, out / "results.json")
     print(f"results: {out / 'results.json'}")
     return 0
@@ -1693,7 +1695,9 @@ def load_finished_run(path: Path, device: torch.device, out: Path, library_only:
     if unknown:
         raise ValueError(f"{path} has config fields this goskill.py does not know ({', '.join(sorted(unknown))}); "
                          "use the commit that made it")
-    cfg = Config(**ckpt["config"])
+    # A checkpoint from before data_expert_aim existed was trained on the hand's data (the scripts' experts aim
+    # where the run's data did).
+    cfg = Config(**{"data_expert_aim": "hand", **ckpt["config"]})
     cfg.device = str(device)
     for name, value in run_control.items():
         setattr(cfg, name, value)

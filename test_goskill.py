@@ -241,21 +241,25 @@ def test_tool_centre_aim_puts_the_tool_centre_on_reach_goals_and_is_recorded_onl
         closest[aim] = min(distances)
     assert 0.04 < closest["hand"] < 0.05 and closest["tool-centre"] < 0.005, closest   # success radius: 0.05
     assert type(cd.expert_policy("push-v3", env, "tool-centre")) is type(ENV_POLICY_MAP["push-v3"]())
+    assert cd.DEFAULT_EXPERT_AIM == "tool-centre"
 
-    # Files made with the hand's aim (all files before the option) are reused for push, refused for reach.
-    with pytest.raises(ValueError, match=r"reach-v3\.npz has expert_aim hand \(requested tool-centre\)") as err:
-        cd.collect(TASKS, EPISODES, workers=1, seed=0, data_dir=copied, expert_aim="tool-centre")
-    assert "push-v3" not in str(err.value)
-    hand_actions = cd.load_dataset("reach-v3", "near-optimal", copied)["actions"]
-    cd.collect(["reach-v3"], EPISODES, workers=2, seed=0, data_dir=copied, expert_aim="tool-centre", overwrite=True)
-    tool_actions = cd.load_dataset("reach-v3", "near-optimal", copied)["actions"]
-    assert np.array_equal(hand_actions[0], tool_actions[0])        # quality 0: uniform random, no expert
-    assert not np.array_equal(hand_actions[-1], tool_actions[-1])  # quality 1: the aimed expert acted
-    summary = cd.collect(TASKS, EPISODES, workers=1, seed=0, data_dir=copied, expert_aim="tool-centre")
-    assert summary["reused"] == TASKS and summary["expert_aim"] == "tool-centre"
+    # The fixture's files (default aim) record it for reach only; the hand's aim reuses push and refuses reach.
     assert cd.load_dataset("reach-v3", "near-optimal", copied)["metadata"]["expert_aim"] == "tool-centre"
     assert "expert_aim" not in cd.load_dataset("push-v3", "near-optimal", copied)["metadata"]
-    with pytest.raises(ValueError, match=r"expert_aim tool-centre \(requested hand\)"):
+    with pytest.raises(ValueError, match=r"reach-v3\.npz has expert_aim tool-centre \(requested hand\)") as err:
+        cd.collect(TASKS, EPISODES, workers=1, seed=0, data_dir=copied, expert_aim="hand")
+    assert "push-v3" not in str(err.value)
+    tool_actions = cd.load_dataset("reach-v3", "near-optimal", copied)["actions"]
+    cd.collect(["reach-v3"], EPISODES, workers=2, seed=0, data_dir=copied, expert_aim="hand", overwrite=True)
+    hand_actions = cd.load_dataset("reach-v3", "near-optimal", copied)["actions"]
+    assert np.array_equal(hand_actions[0], tool_actions[0])        # quality 0: uniform random, no expert
+    assert not np.array_equal(hand_actions[-1], tool_actions[-1])  # quality 1: the aimed expert acted
+    # A hand-aimed file has no expert_aim setting, like every file made before the option: reused for the hand,
+    # refused for the default.
+    summary = cd.collect(TASKS, EPISODES, workers=1, seed=0, data_dir=copied, expert_aim="hand")
+    assert summary["reused"] == TASKS and summary["expert_aim"] == "hand"
+    assert "expert_aim" not in cd.load_dataset("reach-v3", "near-optimal", copied)["metadata"]
+    with pytest.raises(ValueError, match=r"expert_aim hand \(requested tool-centre\).*--expert-aim hand to use"):
         cd.collect(TASKS, EPISODES, workers=1, seed=0, data_dir=copied)
     result = run_cli("--tasks", "reach-v3", "--expert-aim", "tool", "--data-dir", str(copied))
     assert result.returncode == 2 and "invalid choice: 'tool'" in result.stderr
@@ -572,6 +576,9 @@ def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
     assert results["episodes_per_task"] == TINY["eval_episodes"]
     assert set(results["phase_seconds"]) == {"extract", "policy"}
     assert {task: src["episodes"] for task, src in results["data"].items()} == {task: EPISODES for task in TASKS}
+    assert {task: src["expert_aim"] for task, src in results["data"].items()} == {"reach-v3": "tool-centre",
+                                                                                   "push-v3": "hand"}
+    assert results["torch_threads"] == torch.get_num_threads()    # results depend on it (float reductions)
     lines = [json.loads(line) for line in (run_a / "metrics.jsonl").read_text().splitlines()]
     assert {line["phase"] for line in lines} == {"extract", "policy"}
     steps = [(line["phase"] != "extract", line["iteration"]) for line in lines]
@@ -592,6 +599,11 @@ def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
     assert r.returncode == 0, r.stderr
     evaluated = json.loads((run_a / "eval.json").read_text())
     assert evaluated["episodes_per_task"] == 1 and set(evaluated["per_task"]) == set(TASKS)
+    # A checkpoint from before --data-expert-aim existed (no such config key) was trained on the hand's data.
+    older = torch.load(run_a / "checkpoint.pt", weights_only=False)
+    del older["config"]["data_expert_aim"]
+    torch.save(older, tmp_path / "older.pt")
+    assert goskill.load_finished_run(tmp_path / "older.pt", torch.device("cpu"), tmp_path).cfg.data_expert_aim == "hand"
     # Resuming under another method config is refused with the reason.
     r = _run_cli(*common, "--out", str(run_a), "--resume", "--num-codes", "7")
     assert r.returncode == 2 and "num_codes" in r.stderr
@@ -613,23 +625,24 @@ def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
     for task in TASKS:
         assert ends[task]["success_rate"] == evaluated["per_task"][task]["success_rate"]
         assert ends[task]["return_mean"] == pytest.approx(evaluated["per_task"][task]["return_mean"], rel=1e-5)
-    # Its reference: the noise-free expert solves reach, tool centre 4-5 cm from the goal (the hand is on it), and
-    # goes wherever the goal is (x gain ~1 over three variants).
+    # Its reference: the noise-free expert, aimed as the run's data was (the default: the tool centre), solves
+    # reach with the tool centre on the goal, and goes wherever the goal is (x gain ~1 over three variants).
     reference = tmp_path / "expert.json"
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "goal_precision.py"), str(run_a / "checkpoint.pt"),
                         "--tasks", "reach-v3", "--episodes", "3", "--expert", "--out", str(reference)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    reach = json.loads(reference.read_text())["per_task"]["reach-v3"]
-    assert reach["success_rate"] == 1.0 and 4.0 < reach["closest_approach_cm"] < 5.0
+    aimed = json.loads(reference.read_text())
+    reach = aimed["per_task"]["reach-v3"]
+    assert aimed["expert_aim"] == "tool-centre" and reach["success_rate"] == 1.0 and reach["closest_approach_cm"] < 0.5
     assert reach["goal_gain_xyz"][0]["gain"] == pytest.approx(1.0, abs=0.1)
-    # Aimed at the tool centre (collect_data.py --expert-aim), the same expert puts the tool centre on the goal.
+    # MetaWorld's policy as it is (--expert-aim hand) puts the hand on the goal: the tool centre stops 4-5 cm away.
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "goal_precision.py"), str(run_a / "checkpoint.pt"),
-                        "--tasks", "reach-v3", "--episodes", "1", "--expert", "--expert-aim", "tool-centre",
+                        "--tasks", "reach-v3", "--episodes", "1", "--expert", "--expert-aim", "hand",
                         "--out", str(reference)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    aimed = json.loads(reference.read_text())
-    assert aimed["expert_aim"] == "tool-centre" and aimed["per_task"]["reach-v3"]["closest_approach_cm"] < 0.5
+    hand = json.loads(reference.read_text())
+    assert hand["expert_aim"] == "hand" and 4.0 < hand["per_task"]["reach-v3"]["closest_approach_cm"] < 5.0
 
 
 def _script_module(name: str):

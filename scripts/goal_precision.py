@@ -76,12 +76,12 @@ def check_tasks(trainer: goskill.Trainer, tasks: list[str]) -> None:
 
 
 def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int,
-        chooser: Literal["policy", "oracle", "expert"], expert_aim: str = "hand") -> dict:
+        chooser: Literal["policy", "oracle", "expert"], expert_aim: str | None = None) -> dict:
     """Per task, success, return, closest approach and goal gains over `episodes` episodes, run by
     oracle_skills.rollout on the evaluation's variants, prompts and target returns. chooser: "policy" (the run's
     own), "oracle" (GO-Skill's decoder under the expert-lookahead oracle) or "expert" (MetaWorld's noise-free
     scripted policy acts alone: the reference the data's best episodes follow), the scripted policies aimed as
-    expert_aim says (collect_data.EXPERT_AIMS)."""
+    expert_aim says (collect_data.EXPERT_AIMS; default: the aim of the run's data)."""
     check_tasks(trainer, tasks)
     is_reach = np.repeat([task == "reach-v3" for task in tasks], episodes)    # (E,): env e runs tasks[e // episodes]
     closest = np.full(len(is_reach), np.inf)
@@ -119,10 +119,10 @@ def main() -> int:
                         help="GO-Skill only: skills from the expert-lookahead oracle instead of the skill policy")
     choice.add_argument("--expert", action="store_true",
                         help="MetaWorld's noise-free scripted expert acts instead, on the same variants: the "
-                             "reference (the checkpoint then only gives the task list and evaluation seed)")
-    parser.add_argument("--expert-aim", choices=collect_data.EXPERT_AIMS, default="hand",
+                             "reference (the checkpoint then only gives the task list, evaluation seed and data's aim)")
+    parser.add_argument("--expert-aim", choices=collect_data.EXPERT_AIMS, default=None,
                         help="where the scripted experts of --expert and --oracle aim (collect_data.py "
-                             "--expert-aim; default hand)")
+                             "--expert-aim; default: the aim the run's data was generated with)")
     parser.add_argument("--tasks", default=POSITIONAL_TASKS, help=f"comma-separated (default {POSITIONAL_TASKS})")
     parser.add_argument("--episodes", type=oracle_skills.positive_int, default=20,
                         help="episodes per task (default 20)")
@@ -136,13 +136,14 @@ def main() -> int:
             oracle_skills.require_skills(trainer, path)
         tasks = list(dict.fromkeys(t.strip() for t in args.tasks.split(",") if t.strip()))
         check_tasks(trainer, tasks)
-        if args.expert_aim != "hand" and not (args.expert or args.oracle):
+        if args.expert_aim is not None and not (args.expert or args.oracle):
             raise ValueError("--expert-aim applies to --expert and --oracle only (the scripted experts)")
     except ValueError as err:                  # bad input only: an error inside the rollout keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     chooser = "oracle" if args.oracle else "expert" if args.expert else "policy"
-    per_task = run(trainer, tasks, args.episodes, trainer.cfg.eval_seed, chooser, args.expert_aim)
+    aim = args.expert_aim or trainer.cfg.data_expert_aim
+    per_task = run(trainer, tasks, args.episodes, trainer.cfg.eval_seed, chooser, aim)
     print(f"\n{path} ({chooser}, {args.episodes} episodes per task)")
     print(f"{'task':<22}{'success':>8}{'closest cm':>11}   goal gain x / y / z")
     for task, r in per_task.items():
@@ -150,7 +151,7 @@ def main() -> int:
         print(f"{task:<22}{100 * r['success_rate']:>7.0f}%{r['closest_approach_cm']:>11.1f}   {gains}")
     if args.out:
         goskill.atomic_write_json({"checkpoint": str(path), "config": dataclasses.asdict(trainer.cfg),
-                                   "skills_chosen_by": chooser, "expert_aim": args.expert_aim,
+                                   "skills_chosen_by": chooser, "expert_aim": aim,
                                    "episodes_per_task": args.episodes,
                                    "eval_seed": trainer.cfg.eval_seed, "per_task": per_task}, Path(args.out))
         print(f"results: {args.out}")

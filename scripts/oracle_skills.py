@@ -114,7 +114,7 @@ def require_skills(trainer: goskill.Trainer, path: Path) -> None:
 
 def rollout(trainer: goskill.Trainer, task_ids: list[int], episodes: int, seed: int,
             chooser: Literal["oracle", "policy", "expert"],
-            observe: Callable[[np.ndarray, list], None] | None = None, expert_aim: str = "hand") -> dict:
+            observe: Callable[[np.ndarray, list], None] | None = None, expert_aim: str | None = None) -> dict:
     """The episode loop of both diagnostics (this script and goal_precision.py): `episodes` episodes of each task
     in task_ids (indices into trainer.tasks), all at once in this process, one env each (~25 MB per env), on the
     same variants, prompts and target returns as goskill.evaluate with per_round = episodes (one round).
@@ -123,7 +123,7 @@ def rollout(trainer: goskill.Trainer, task_ids: list[int], episodes: int, seed: 
     (the run's own: GO-Skill, w/o VQ or Prompt-DT) or "expert" (MetaWorld's noise-free scripted policy acts alone).
     observe(obs, infos), if given, is called after every env step with the raw observations (E, S_OBS) and the
     envs' info dicts. expert_aim: where the oracle's and the "expert" chooser's scripted policies aim
-    (collect_data.EXPERT_AIMS; match the data the run was trained on). Returns per env (E,): "task" (index into
+    (collect_data.EXPERT_AIMS; default None: the aim of the run's data, trainer.cfg.data_expert_aim). Returns per env (E,): "task" (index into
     trainer.tasks), "success" (at any step), "return", and "agreement": the skill steps on which the trained
     policy's argmax was the oracle's skill (oracle with VQ; otherwise None)."""
     cfg, device = trainer.cfg, torch.device("cpu")
@@ -134,7 +134,8 @@ def rollout(trainer: goskill.Trainer, task_ids: list[int], episodes: int, seed: 
     prompt = goskill.evaluation_prompts(trainer.prompts, env_task, len(trainer.tasks), cfg, seed, device)
     names = [trainer.tasks[ti] for ti in env_task]
     envs = [collect_data.make_env(task) for task in names]
-    experts = [collect_data.expert_policy(task, env, expert_aim) for task, env in zip(names, envs)]
+    aim = expert_aim or cfg.data_expert_aim
+    experts = [collect_data.expert_policy(task, env, aim) for task, env in zip(names, envs)]
     obs = np.stack([collect_data.reset_env(env, collect_data.variant_seed(seed, task, k % episodes, "eval"))
                     for k, (env, task) in enumerate(zip(envs, names))])                 # (E, S_OBS) raw
     mean, std = (torch.as_tensor(x, dtype=torch.float32) for x in (trainer.state_mean, trainer.state_std))
@@ -186,9 +187,9 @@ def main() -> int:
     parser.add_argument("--eval-seed", type=int, default=None,
                         help="seed of the evaluation variants and prompt choice (default: the run's eval_seed)")
     parser.add_argument("--out", default="", help="JSON file of the figures (default: oracle.json beside the checkpoint)")
-    parser.add_argument("--expert-aim", choices=collect_data.EXPERT_AIMS, default="hand",
-                        help="where the oracle's scripted experts aim (collect_data.py --expert-aim; use the aim of "
-                             "the run's data, default hand)")
+    parser.add_argument("--expert-aim", choices=collect_data.EXPERT_AIMS, default=None,
+                        help="where the oracle's scripted experts aim (collect_data.py --expert-aim; default: the "
+                             "aim the run's data was generated with, its --data-expert-aim)")
     parser.add_argument("--library-only", action="store_true",
                         help="accept a run in its policy phase, e.g. stopped after skill extraction (--stop-after "
                              "extract); no policy agreement")
@@ -209,7 +210,8 @@ def main() -> int:
     tasks, H, T, n = trainer.tasks, cfg.skill_horizon, collect_data.EPISODE_LENGTH, args.episodes
     policy_trained = trainer.state.phase == "done"
     report_agreement = cfg.quantize and policy_trained
-    result = rollout(trainer, list(range(len(tasks))), n, seed, "oracle", expert_aim=args.expert_aim)
+    aim = args.expert_aim or cfg.data_expert_aim
+    result = rollout(trainer, list(range(len(tasks))), n, seed, "oracle", expert_aim=aim)
     env_task, ep_success, ep_return, agree = (result[k] for k in ("task", "success", "return", "agreement"))
 
     decisions = -(-T // H)                                             # skill steps per episode
@@ -234,7 +236,7 @@ def main() -> int:
     out = Path(args.out) if args.out else path.parent / "oracle.json"
     goskill.atomic_write_json({"checkpoint": str(path), "config": dataclasses.asdict(cfg),
                                "phase": trainer.state.phase, "iteration": trainer.state.iteration,
-                               "expert_aim": args.expert_aim,
+                               "expert_aim": aim,
                                "episodes_per_task": n, "eval_seed": seed, "per_task": per_task, "mean": overall}, out)
     print(f"results: {out}")
     return 0

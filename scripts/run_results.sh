@@ -19,12 +19,12 @@ PATTERN=${1:-.}
 
 rows() {   # <row name> <goskill.py flags>
   # The `default` preset since 2026-12-01 (default-v2 without dropout), MT10 near-optimal, GO-Skill, on the 2-core
-  # CPU: on data whose reach expert aims the tool centre (collect_data.py --expert-aim, made below), seeds 0-4, and
-  # on the hand-aimed data of every earlier row, seed 0.
+  # CPU: on data whose reach expert aims the tool centre (the data default since 2026-12-01; runs/data-tool-centre
+  # holds the same arrays as data/), seeds 0-4, and on the hand-aimed data of every earlier row, seed 0.
   for seed in 0 1 2 3 4; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seed$seed --tasks mt10 --seed $seed --data-dir runs/data-tool-centre --data-expert-aim tool-centre"
   done
-  echo "mt10-default-cpu/near-optimal-dropout0-seed0 --tasks mt10 --seed 0"
+  echo "mt10-default-cpu/near-optimal-dropout0-seed0 --tasks mt10 --seed 0 --data-expert-aim hand --data-dir runs/data-hand"
   # Sub-optimal data, and the flat Prompt-DT baseline (18k iterations: GO-Skill's 2k + 16k) on both datasets, on
   # the tool-centre data (issue 4's comparison under this preset).
   local tc="--data-dir runs/data-tool-centre --data-expert-aim tool-centre"
@@ -37,9 +37,13 @@ rows() {   # <row name> <goskill.py flags>
     done
   done
   # Every row below was made with the preset that was `default` before then, now `default-v2` (dropout 0.1).
-  rows_v2 | sed '/--preset/!s/ / --preset default-v2 /'     # after the row name, which has no space
+  rows_v2 | sed '/--preset/!s/ / --preset default-v2 /' | hand_data     # after the row name, which has no space
   # Every row below was made with the preset that was `default` before 2026-11-30, now `default-v1`.
-  rows_v1 | sed '/--preset/!s/ / --preset default-v1 /'
+  rows_v1 | sed '/--preset/!s/ / --preset default-v1 /' | hand_data
+}
+
+hand_data() {   # rows that name no data aim were made on the hand-aimed data, the default before 2026-12-01
+  sed '/--data-expert-aim/!s/$/ --data-expert-aim hand/; /--data-dir/!s|$| --data-dir runs/data-hand|'
 }
 
 rows_v2() {   # default-v2 preset (unless a row names another)
@@ -179,15 +183,20 @@ print(f\"success {100*m['success_rate']:.1f}%, return {m['return']:.0f}\")" "$js
 
 SELECTED=$(rows | awk -v pattern="$PATTERN" '$1 ~ pattern')     # match the row name (first field) only
 # Data first, once: parallel runs must not all generate the same files. MT10 is a subset of MT50.
-if grep -q -- "--tasks mt50" <<<"$SELECTED"; then python collect_data.py --tasks mt50; else python collect_data.py --tasks mt10; fi
-if grep -q -- "--data-dir runs/data-tool-centre" <<<"$SELECTED"; then
-  # Only reach-v3 differs from data/ (made just above): copy the other nine files, collect reach alone.
-  mkdir -p runs/data-tool-centre
-  for f in data/*-v3.npz; do [[ $f == data/reach-v3.npz ]] || cp -n "$f" runs/data-tool-centre/; done
-  python collect_data.py --tasks mt10 --expert-aim tool-centre --data-dir runs/data-tool-centre
+SET=mt10; grep -q -- "--tasks mt50" <<<"$SELECTED" && SET=mt50
+python collect_data.py --tasks $SET
+if grep -q -- "--data-dir runs/data-tool-centre" <<<"$SELECTED"; then   # the same arrays as data/
+  mkdir -p runs/data-tool-centre && cp -n data/*-v3.npz runs/data-tool-centre/
+  python collect_data.py --tasks mt10 --data-dir runs/data-tool-centre
+fi
+if grep -q -- "--data-dir runs/data-\(hand\|q075\)" <<<"$SELECTED"; then
+  # Only the reach tasks differ from data/ (made just above): copy the other files, collect reach alone.
+  mkdir -p runs/data-hand
+  for f in data/*-v3.npz; do [[ $f == data/reach-v3.npz || $f == data/reach-wall-v3.npz ]] || cp -n "$f" runs/data-hand/; done
+  python collect_data.py --tasks $SET --expert-aim hand --data-dir runs/data-hand
 fi
 if grep -q -- "--data-dir runs/data-q075" <<<"$SELECTED" && [[ ! -d runs/data-q075 ]]; then
-  python scripts/subset_data.py --tasks mt10 --min-quality 0.75 --out-dir runs/data-q075
+  python scripts/subset_data.py --tasks mt10 --min-quality 0.75 --data-dir runs/data-hand --out-dir runs/data-q075
 fi
 
 export -f run_row
