@@ -220,6 +220,16 @@ def main() -> int:
         print("Ablations with more seeds (seed 0 above, seeds 1-2 on the CPU)\n\n"
               + three_seed_table(main_runs["sub-optimal-goskill"], ablations, more_seeds) + "\n")
     if default_cpu:
+        # GO-Skill against Prompt-DT under the default preset, on the tool-centre data (the data default since
+        # 2026-12-01): the rows named <dataset>-tool-centre[-prompt-dt]-dropout0-seed<k>.
+        current = {f"{m[1]}-{m[2] or 'goskill'}": rs for n, rs in default_cpu.items()
+                   if (m := re.fullmatch(r"(near-optimal|sub-optimal)-tool-centre-(?:(prompt-dt)-)?dropout0", n))}
+        if current:
+            print("MT10, default preset, tool-centre data, 2-core CPU\n\n" + main_table(current) + "\n")
+            for dataset in ("near-optimal", "sub-optimal"):
+                if any(n.startswith(dataset) for n in current):
+                    print(f"Per task, MT10 {dataset}, default preset, tool-centre data\n\n"
+                          + per_task_table(current, dataset) + "\n")
         # GO-Skill against Prompt-DT under the default-v2 preset: the rows named <dataset>-<algo>-seed<k>.
         compared = {n: rs for n, rs in default_cpu.items()
                     if re.fullmatch(r"(near|sub)-optimal-(goskill|prompt-dt)", n)}
