@@ -1285,6 +1285,7 @@ class Trainer:
         self.policy_opt, self.policy_sched = make_optimizer(self.policy, cfg, self.policy_steps)
         self.labels = self.prompts = self.target_returns = None
         self.data = None
+        self.data_sources = None        # per task, what the data files were (OfflineData.sources), from a checkpoint
         self.state_mean = self.state_std = None
         self.last_used = torch.zeros(cfg.num_codes, dtype=torch.long, device=device)   # iteration each code was last chosen
 
@@ -1323,6 +1324,9 @@ class Trainer:
             "labels": None if self.labels is None or self.labels.is_floating_point() else self.labels.to(torch.int16).cpu(),
             "prompts": None if self.prompts is None else {k: v.cpu() for k, v in self.prompts.items()},
             "target_returns": self.target_returns, "last_used": self.last_used,
+            # What the data files were (episodes, seed, expert aim per task): --data-expert-aim only shapes
+            # generated files, so the config alone does not say what a run trained on.
+            "data": self.data.sources,
             "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
                     "torch_gen": self.torch_gen.get_state(), "python": random.getstate(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
@@ -1346,6 +1350,7 @@ class Trainer:
             self.prompts = {k: v.to(self.device) for k, v in ckpt["prompts"].items()}
             self.target_returns = ckpt["target_returns"]
         self.last_used = ckpt["last_used"].to(self.device)
+        self.data_sources = ckpt.get("data")                          # None in checkpoints before 2026-12-01
         rng = ckpt["rng"]
         self.rng.bit_generator.state = rng["numpy"]
         torch.set_rng_state(rng["torch"]), self.torch_gen.set_state(rng["torch_gen"]), random.setstate(rng["python"])

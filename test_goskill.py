@@ -220,6 +220,7 @@ def test_files_made_with_other_settings_are_reported(copied):
     message = str(err.value)
     assert str(cd.dataset_path("reach-v3", copied)) in message and str(cd.dataset_path("push-v3", copied)) in message
     assert "episodes 8 (requested 4)" in message and "seed 0 (requested 1)" in message and "--overwrite" in message
+    assert "--expert-aim" not in message                            # the aim is not what differs
     assert sorted((p.name, p.stat().st_mtime_ns) for p in copied.iterdir()) == before   # nothing written
     assert cd.missing_tasks(TASKS, copied, episodes=4) == TASKS and cd.missing_tasks(TASKS, copied) == []
 
@@ -599,11 +600,18 @@ def test_train_stop_resume_and_eval_only_end_to_end(tiny_data, tmp_path):
     assert r.returncode == 0, r.stderr
     evaluated = json.loads((run_a / "eval.json").read_text())
     assert evaluated["episodes_per_task"] == 1 and set(evaluated["per_task"]) == set(TASKS)
-    # A checkpoint from before --data-expert-aim existed (no such config key) was trained on the hand's data.
+    # The diagnostics' experts aim as the run's data files did, recorded in the checkpoint (reach: tool-centre).
+    oracle_skills, cpu = _script_module("oracle_skills"), torch.device("cpu")
+    assert oracle_skills.data_aim(goskill.load_finished_run(run_a / "checkpoint.pt", cpu, tmp_path)) == "tool-centre"
+    # A checkpoint from before 2026-12-01 records no data, nor (before --data-expert-aim) an aim in its config: it
+    # loads as trained on the hand's data, unless its run's results.json says otherwise.
     older = torch.load(run_a / "checkpoint.pt", weights_only=False)
-    del older["config"]["data_expert_aim"]
+    del older["config"]["data_expert_aim"], older["data"]
     torch.save(older, tmp_path / "older.pt")
-    assert goskill.load_finished_run(tmp_path / "older.pt", torch.device("cpu"), tmp_path).cfg.data_expert_aim == "hand"
+    trainer = goskill.load_finished_run(tmp_path / "older.pt", cpu, tmp_path)
+    assert trainer.cfg.data_expert_aim == "hand" and oracle_skills.data_aim(trainer, tmp_path / "older.pt") == "hand"
+    shutil.copy(run_a / "results.json", tmp_path / "results.json")
+    assert oracle_skills.data_aim(trainer, tmp_path / "older.pt") == "tool-centre"
     # Resuming under another method config is refused with the reason.
     r = _run_cli(*common, "--out", str(run_a), "--resume", "--num-codes", "7")
     assert r.returncode == 2 and "num_codes" in r.stderr

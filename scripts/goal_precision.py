@@ -81,7 +81,7 @@ def run(trainer: goskill.Trainer, tasks: list[str], episodes: int, seed: int,
     oracle_skills.rollout on the evaluation's variants, prompts and target returns. chooser: "policy" (the run's
     own), "oracle" (GO-Skill's decoder under the expert-lookahead oracle) or "expert" (MetaWorld's noise-free
     scripted policy acts alone: the reference the data's best episodes follow), the scripted policies aimed as
-    expert_aim says (collect_data.EXPERT_AIMS; default: the aim of the run's data)."""
+    expert_aim says (collect_data.EXPERT_AIMS; default: the aim of the run's data, oracle_skills.data_aim)."""
     check_tasks(trainer, tasks)
     is_reach = np.repeat([task == "reach-v3" for task in tasks], episodes)    # (E,): env e runs tasks[e // episodes]
     closest = np.full(len(is_reach), np.inf)
@@ -142,7 +142,7 @@ def main() -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     chooser = "oracle" if args.oracle else "expert" if args.expert else "policy"
-    aim = args.expert_aim or trainer.cfg.data_expert_aim
+    aim = args.expert_aim or oracle_skills.data_aim(trainer, path)
     per_task = run(trainer, tasks, args.episodes, trainer.cfg.eval_seed, chooser, aim)
     print(f"\n{path} ({chooser}, {args.episodes} episodes per task)")
     print(f"{'task':<22}{'success':>8}{'closest cm':>11}   goal gain x / y / z")

@@ -31,6 +31,7 @@ evaluate's worker pool keeps in its processes."""
 
 import argparse
 import dataclasses
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -112,6 +113,19 @@ def require_skills(trainer: goskill.Trainer, path: Path) -> None:
                          "decoder: pass a GO-Skill run's checkpoint")
 
 
+def data_aim(trainer: goskill.Trainer, checkpoint: Path | None = None) -> str:
+    """Where the scripted experts of the run's data aimed (collect_data.EXPERT_AIMS), so that the diagnostics'
+    experts match it: as recorded for its data files (in the checkpoint, else in the results.json beside
+    `checkpoint`; a file made before the option records no aim: the hand's), else the run's --data-expert-aim,
+    which only says how missing files were to be generated."""
+    sources = trainer.data_sources
+    if sources is None and checkpoint is not None and (checkpoint.parent / "results.json").is_file():
+        sources = json.loads((checkpoint.parent / "results.json").read_text()).get("data")
+    if sources:
+        return "tool-centre" if any(s.get("expert_aim") == "tool-centre" for s in sources.values()) else "hand"
+    return trainer.cfg.data_expert_aim
+
+
 def rollout(trainer: goskill.Trainer, task_ids: list[int], episodes: int, seed: int,
             chooser: Literal["oracle", "policy", "expert"],
             observe: Callable[[np.ndarray, list], None] | None = None, expert_aim: str | None = None) -> dict:
@@ -123,7 +137,7 @@ def rollout(trainer: goskill.Trainer, task_ids: list[int], episodes: int, seed: 
     (the run's own: GO-Skill, w/o VQ or Prompt-DT) or "expert" (MetaWorld's noise-free scripted policy acts alone).
     observe(obs, infos), if given, is called after every env step with the raw observations (E, S_OBS) and the
     envs' info dicts. expert_aim: where the oracle's and the "expert" chooser's scripted policies aim
-    (collect_data.EXPERT_AIMS; default None: the aim of the run's data, trainer.cfg.data_expert_aim). Returns per env (E,): "task" (index into
+    (collect_data.EXPERT_AIMS; default None: the aim of the run's data, data_aim). Returns per env (E,): "task" (index into
     trainer.tasks), "success" (at any step), "return", and "agreement": the skill steps on which the trained
     policy's argmax was the oracle's skill (oracle with VQ; otherwise None)."""
     cfg, device = trainer.cfg, torch.device("cpu")
@@ -134,7 +148,7 @@ def rollout(trainer: goskill.Trainer, task_ids: list[int], episodes: int, seed: 
     prompt = goskill.evaluation_prompts(trainer.prompts, env_task, len(trainer.tasks), cfg, seed, device)
     names = [trainer.tasks[ti] for ti in env_task]
     envs = [collect_data.make_env(task) for task in names]
-    aim = expert_aim or cfg.data_expert_aim
+    aim = expert_aim or data_aim(trainer)
     experts = [collect_data.expert_policy(task, env, aim) for task, env in zip(names, envs)]
     obs = np.stack([collect_data.reset_env(env, collect_data.variant_seed(seed, task, k % episodes, "eval"))
                     for k, (env, task) in enumerate(zip(envs, names))])                 # (E, S_OBS) raw
@@ -189,7 +203,7 @@ def main() -> int:
     parser.add_argument("--out", default="", help="JSON file of the figures (default: oracle.json beside the checkpoint)")
     parser.add_argument("--expert-aim", choices=collect_data.EXPERT_AIMS, default=None,
                         help="where the oracle's scripted experts aim (collect_data.py --expert-aim; default: the "
-                             "aim the run's data was generated with, its --data-expert-aim)")
+                             "aim the run's data was made with)")
     parser.add_argument("--library-only", action="store_true",
                         help="accept a run in its policy phase, e.g. stopped after skill extraction (--stop-after "
                              "extract); no policy agreement")
@@ -210,7 +224,7 @@ def main() -> int:
     tasks, H, T, n = trainer.tasks, cfg.skill_horizon, collect_data.EPISODE_LENGTH, args.episodes
     policy_trained = trainer.state.phase == "done"
     report_agreement = cfg.quantize and policy_trained
-    aim = args.expert_aim or cfg.data_expert_aim
+    aim = args.expert_aim or data_aim(trainer, path)
     result = rollout(trainer, list(range(len(tasks))), n, seed, "oracle", expert_aim=aim)
     env_task, ep_success, ep_return, agree = (result[k] for k in ("task", "success", "return", "agreement"))
 

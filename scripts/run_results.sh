@@ -10,7 +10,8 @@
 # env: JOBS   runs at a time (default 1; one 2-core CPU runs one at a time)
 #      EXTRA  flags added to every row (the device; they are recorded in each results.json). Keep them the same
 #             when resuming an interrupted row: --no-amp is a method setting, a checkpoint made without it is
-#             refused. Data flags (--data-dir, --data-episodes) do not belong here: data is made once, up front.
+#             refused. Data flags (--data-dir, --data-expert-aim, --data-episodes) do not belong here: each row
+#             names its data folder, made once, up front.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-1}
@@ -43,7 +44,7 @@ rows() {   # <row name> <goskill.py flags>
 }
 
 hand_data() {   # rows that name no data aim were made on the hand-aimed data, the default before 2026-12-01
-  sed '/--data-expert-aim/!s/$/ --data-expert-aim hand/; /--data-dir/!s|$| --data-dir runs/data-hand|'
+  sed '/--data-expert-aim/!{s/$/ --data-expert-aim hand/; /--data-dir/!s|$| --data-dir runs/data-hand|}'
 }
 
 rows_v2() {   # default-v2 preset (unless a row names another)
@@ -182,17 +183,17 @@ print(f\"success {100*m['success_rate']:.1f}%, return {m['return']:.0f}\")" "$js
 }
 
 SELECTED=$(rows | awk -v pattern="$PATTERN" '$1 ~ pattern')     # match the row name (first field) only
-# Data first, once: parallel runs must not all generate the same files. MT10 is a subset of MT50.
+# Data first, once: parallel runs must not all generate the same files. MT10 is a subset of MT50. Every row names
+# its folder: runs/data-tool-centre (the data default since 2026-12-01: the arrays a fresh data/ gets), runs/data-hand
+# (reach's expert aimed at the hand, the default before) or runs/data-q075 (a subset of runs/data-hand).
 SET=mt10; grep -q -- "--tasks mt50" <<<"$SELECTED" && SET=mt50
-python collect_data.py --tasks $SET
-if grep -q -- "--data-dir runs/data-tool-centre" <<<"$SELECTED"; then   # the same arrays as data/
-  mkdir -p runs/data-tool-centre && cp -n data/*-v3.npz runs/data-tool-centre/
-  python collect_data.py --tasks mt10 --data-dir runs/data-tool-centre
-fi
+python collect_data.py --tasks $SET --data-dir runs/data-tool-centre
 if grep -q -- "--data-dir runs/data-\(hand\|q075\)" <<<"$SELECTED"; then
-  # Only the reach tasks differ from data/ (made just above): copy the other files, collect reach alone.
+  # Only the reach tasks' files differ: copy the others, collect reach alone.
   mkdir -p runs/data-hand
-  for f in data/*-v3.npz; do [[ $f == data/reach-v3.npz || $f == data/reach-wall-v3.npz ]] || cp -n "$f" runs/data-hand/; done
+  for f in runs/data-tool-centre/*-v3.npz; do
+    case ${f##*/} in reach-v3.npz | reach-wall-v3.npz) ;; *) cp -n "$f" runs/data-hand/ ;; esac
+  done
   python collect_data.py --tasks $SET --expert-aim hand --data-dir runs/data-hand
 fi
 if grep -q -- "--data-dir runs/data-q075" <<<"$SELECTED" && [[ ! -d runs/data-q075 ]]; then
