@@ -606,10 +606,10 @@ def _plan(tasks: list[str], episodes: int, seed: int, expert_aim: str, data_dir:
             continue
         wanted = _settings(task, episodes, seed, expert_aim)
         # Compared as the aim each file is made with: a file without the key was made with the hand's.
-        diff = _settings_diff({**found, "expert_aim": found.get("expert_aim", "hand")},
-                              {**wanted, "expert_aim": aim_of(task, expert_aim)})
+        found_aim = found.get("expert_aim", "hand")
+        diff = _settings_diff({**found, "expert_aim": found_aim}, {**wanted, "expert_aim": aim_of(task, expert_aim)})
         if diff:
-            conflicts.append((path, diff, found.get("expert_aim", "hand")))
+            conflicts.append((path, diff, found_aim))
         else:
             reuse.append(task)
     if conflicts:

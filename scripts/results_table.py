@@ -195,6 +195,17 @@ def seeds_table(runs: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def print_comparison(runs: dict[str, list[dict]], label: str) -> None:
+    """GO-Skill against Prompt-DT on the 2-core CPU (runs named <dataset>-<algo>): the table of means, then one
+    per-task table for each dataset present; nothing if `runs` is empty."""
+    if not runs:
+        return
+    print(f"MT10, {label}, 2-core CPU\n\n" + main_table(runs) + "\n")
+    for dataset in ("near-optimal", "sub-optimal"):
+        if any(n.startswith(dataset) for n in runs):
+            print(f"Per task, MT10 {dataset}, {label}\n\n" + per_task_table(runs, dataset) + "\n")
+
+
 def main() -> int:
     main_runs, ablations, mt50 = load("mt10"), load("mt10-ablations"), load("mt50")
     mt50_paper8k = load("mt50-paper8k")
@@ -224,20 +235,10 @@ def main() -> int:
         # 2026-12-01): the rows named <dataset>-tool-centre[-prompt-dt]-dropout0-seed<k>.
         current = {f"{m[1]}-{m[2] or 'goskill'}": rs for n, rs in default_cpu.items()
                    if (m := re.fullmatch(r"(near-optimal|sub-optimal)-tool-centre-(?:(prompt-dt)-)?dropout0", n))}
-        if current:
-            print("MT10, default preset, tool-centre data, 2-core CPU\n\n" + main_table(current) + "\n")
-            for dataset in ("near-optimal", "sub-optimal"):
-                if any(n.startswith(dataset) for n in current):
-                    print(f"Per task, MT10 {dataset}, default preset, tool-centre data\n\n"
-                          + per_task_table(current, dataset) + "\n")
+        print_comparison(current, "default preset, tool-centre data")
         # GO-Skill against Prompt-DT under the default-v2 preset: the rows named <dataset>-<algo>-seed<k>.
-        compared = {n: rs for n, rs in default_cpu.items()
-                    if re.fullmatch(r"(near|sub)-optimal-(goskill|prompt-dt)", n)}
-        if compared:
-            print("MT10, default-v2 preset, 2-core CPU\n\n" + main_table(compared) + "\n")
-            for dataset in ("near-optimal", "sub-optimal"):
-                if any(n.startswith(dataset) for n in compared):
-                    print(f"Per task, MT10 {dataset}, default-v2 preset\n\n" + per_task_table(compared, dataset) + "\n")
+        print_comparison({n: rs for n, rs in default_cpu.items()
+                          if re.fullmatch(r"(near|sub)-optimal-(goskill|prompt-dt)", n)}, "default-v2 preset")
         print("MT10, default-v2 preset and the probes beside it (rows named *dropout0*: the default preset), 2-core CPU\n\n"
               + seeds_table(default_cpu) + "\n")
     if (ROOT / "results" / "mt10-oracle-cpu").is_dir():

@@ -17,18 +17,19 @@ cd "$(dirname "$0")/.."
 JOBS=${JOBS:-1}
 EXTRA=${EXTRA:-}
 PATTERN=${1:-.}
+TOOL_CENTRE_DATA="--data-dir runs/data-tool-centre --data-expert-aim tool-centre"   # the rows that name this data
 
 rows() {   # <row name> <goskill.py flags>
   # The `default` preset since 2026-12-01 (default-v2 without dropout), MT10 near-optimal, GO-Skill, on the 2-core
   # CPU: on data whose reach expert aims the tool centre (the data default since 2026-12-01; runs/data-tool-centre
   # holds the same arrays as data/), seeds 0-4, and on the hand-aimed data of every earlier row, seed 0.
   for seed in 0 1 2 3 4; do
-    echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seed$seed --tasks mt10 --seed $seed --data-dir runs/data-tool-centre --data-expert-aim tool-centre"
+    echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA"
   done
   echo "mt10-default-cpu/near-optimal-dropout0-seed0 --tasks mt10 --seed 0 --data-expert-aim hand --data-dir runs/data-hand"
   # Sub-optimal data, and the flat Prompt-DT baseline (18k iterations: GO-Skill's 2k + 16k) on both datasets, on
   # the tool-centre data (issue 4's comparison under this preset).
-  local tc="--data-dir runs/data-tool-centre --data-expert-aim tool-centre"
+  local tc=$TOOL_CENTRE_DATA
   for seed in 0 1 2; do
     echo "mt10-default-cpu/sub-optimal-tool-centre-dropout0-seed$seed --tasks mt10 --dataset sub-optimal --seed $seed $tc"
   done
@@ -63,7 +64,7 @@ rows_v2() {   # default-v2 preset (unless a row names another)
     done
   done
   # The same on data whose reach expert aims the tool centre, not the hand.
-  local tc="--data-dir runs/data-tool-centre --data-expert-aim tool-centre"
+  local tc=$TOOL_CENTRE_DATA
   for seed in 0 1 2; do
     echo "mt10-default-cpu/near-optimal-tool-centre-goskill-seed$seed --tasks mt10 --seed $seed $tc"
   done
