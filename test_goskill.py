@@ -194,7 +194,11 @@ def test_interrupted_collection_keeps_finished_tasks(tmp_path):
     tasks = ["reach-v3", "push-v3", "pick-place-v3"]
     proc = subprocess.Popen([sys.executable, str(ROOT / "collect_data.py"), "--tasks", ",".join(tasks),
                              "--episodes", "8", "--workers", "1", "--data-dir", str(data_dir)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # A shell starts background jobs (`cmd &`) with SIGINT ignored, and Python keeps an
+                            # ignored SIGINT ignored: Ctrl-C would never reach the child. Restore the default, so
+                            # the test does not depend on how the test runner was started.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not cd.dataset_path("reach-v3", data_dir).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
