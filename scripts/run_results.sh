@@ -17,6 +17,9 @@ cd "$(dirname "$0")/.."
 JOBS=${JOBS:-1}
 EXTRA=${EXTRA:-}
 PATTERN=${1:-.}
+if [[ $PATTERN == -* ]]; then   # e.g. --help: print the usage above (a flag is no row regex; it would collect, then run nothing)
+  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0
+fi
 TOOL_CENTRE_DATA="--data-dir runs/data-tool-centre --data-expert-aim tool-centre"   # the rows that name this data
 
 rows() {   # <row name> <goskill.py flags>
@@ -29,13 +32,12 @@ rows() {   # <row name> <goskill.py flags>
   echo "mt10-default-cpu/near-optimal-dropout0-seed0 --tasks mt10 --seed 0 --data-expert-aim hand --data-dir runs/data-hand"
   # Sub-optimal data, and the flat Prompt-DT baseline (18k iterations: GO-Skill's 2k + 16k) on both datasets, on
   # the tool-centre data (issue 4's comparison under this preset).
-  local tc=$TOOL_CENTRE_DATA
   for seed in 0 1 2; do
-    echo "mt10-default-cpu/sub-optimal-tool-centre-dropout0-seed$seed --tasks mt10 --dataset sub-optimal --seed $seed $tc"
+    echo "mt10-default-cpu/sub-optimal-tool-centre-dropout0-seed$seed --tasks mt10 --dataset sub-optimal --seed $seed $TOOL_CENTRE_DATA"
   done
   for dataset in near-optimal sub-optimal; do
     for seed in 0 1 2; do
-      echo "mt10-default-cpu/$dataset-tool-centre-prompt-dt-dropout0-seed$seed --tasks mt10 --dataset $dataset --algo prompt-dt --seed $seed $tc"
+      echo "mt10-default-cpu/$dataset-tool-centre-prompt-dt-dropout0-seed$seed --tasks mt10 --dataset $dataset --algo prompt-dt --seed $seed $TOOL_CENTRE_DATA"
     done
   done
   # Every row below was made with the preset that was `default` before then, now `default-v2` (dropout 0.1).
@@ -64,12 +66,11 @@ rows_v2() {   # default-v2 preset (unless a row names another)
     done
   done
   # The same on data whose reach expert aims the tool centre, not the hand.
-  local tc=$TOOL_CENTRE_DATA
   for seed in 0 1 2; do
-    echo "mt10-default-cpu/near-optimal-tool-centre-goskill-seed$seed --tasks mt10 --seed $seed $tc"
+    echo "mt10-default-cpu/near-optimal-tool-centre-goskill-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA"
   done
   # Is the 90% bar a matter of compute? Twice the policy iterations on the tool-centre data (stopped half-way).
-  echo "mt10-default-cpu/near-optimal-tool-centre-policy32k-seed0 --tasks mt10 --seed 0 $tc --policy-iters 32000"
+  echo "mt10-default-cpu/near-optimal-tool-centre-policy32k-seed0 --tasks mt10 --seed 0 $TOOL_CENTRE_DATA --policy-iters 32000"
   echo "mt10-default-cpu/near-optimal-policy20k-seed0 --tasks mt10 --seed 0 --policy-iters 20000"
   echo "mt10-default-cpu/near-optimal-half-batches-13k-seed0 --tasks mt10 --seed 0 --preset default-v1 --lr-schedule cosine --sequences-per-task 2 --segments-per-task 4 --policy-iters 13000"
 }
