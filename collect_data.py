@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import importlib.metadata
 import json
 import math
@@ -340,7 +341,7 @@ _worker_cache: _EnvCache | None = None   # per worker process, set by _init_work
 def _init_worker() -> None:
     global _worker_cache
     _worker_cache = _EnvCache()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is handled once, by the parent, which stops the pool
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is handled once, by the parent, which cancels the rest
 
 
 def _run_unit_in_worker(unit: tuple) -> tuple[str, int, dict[str, np.ndarray]]:
@@ -665,8 +666,11 @@ def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None,
             cache = _EnvCache()
             results = (_run_unit(unit, cache) for unit in units)
         else:
-            pool = _mp_context().Pool(workers, initializer=_init_worker)
-            results = pool.imap_unordered(_run_unit_in_worker, units)
+            # An executor, not multiprocessing.Pool: when a worker dies, Pool silently starts another, forever;
+            # the executor fails the run instead (BrokenProcessPool, turned into a DataError below).
+            pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker)
+            results = (f.result() for f in concurrent.futures.as_completed(
+                [pool.submit(_run_unit_in_worker, unit) for unit in units]))
         for task, start, arrays in results:
             if task not in buffers:
                 buffers[task] = {name: np.empty(shape, dtype) for name, (shape, dtype) in _array_shapes(episodes).items()}
@@ -684,10 +688,17 @@ def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None,
                                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
                 summaries[task] = _task_summary(data["rewards"], data["successes"])
                 bar.set_postfix(tasks=f"{len(summaries)}/{len(to_collect)}", workers=workers)
+    except concurrent.futures.BrokenExecutor as exc:              # BrokenProcessPool
+        # Seen when a script that calls collect() (or goskill) has no main guard: with spawn (always once torch is
+        # imported) each worker re-imports the main script, which starts a collection of its own and dies.
+        raise DataError(f"a collection worker process died ({exc}); the task files already written are kept. "
+                        "If you call this from your own script, put its code under if __name__ == '__main__': "
+                        "(worker processes re-import it), then run it again") from exc
     finally:
         if pool is not None:
-            pool.terminate()   # at the end a no-op; on an error or Ctrl-C it stops the workers at once
-            pool.join()
+            # At the end a no-op; on an error or Ctrl-C, units not started are dropped and the workers exit after
+            # the one they run (~2 s, EPISODES_PER_UNIT).
+            pool.shutdown(wait=False, cancel_futures=True)
         bar.close()
 
     for task in reuse:

@@ -217,6 +217,20 @@ def test_interrupted_collection_keeps_finished_tasks(tmp_path):
     assert len(cd.load_dataset("reach-v3", "near-optimal", data_dir)["actions"]) == 8
 
 
+def test_unguarded_script_fails_instead_of_hanging(tmp_path):
+    # A user's script without a main guard: with torch imported the workers are spawned, re-import the script,
+    # start a collection of their own and die. The run must stop with the fix named (multiprocessing.Pool, used
+    # before, replaced the dead workers forever).
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport torch\nimport collect_data\n"
+                      f"collect_data.collect(['reach-v3', 'push-v3'], episodes=8, workers=2, "
+                      f"data_dir={str(tmp_path / 'data')!r})\n")
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 1 and "if __name__ == '__main__':" in result.stderr, result.stderr[-3000:]
+    assert "DataError: a collection worker process died" in result.stderr
+    assert not (tmp_path / "data").exists() or list((tmp_path / "data").glob("*.npz")) == []
+
+
 def test_files_made_with_other_settings_are_reported(copied):
     before = sorted((p.name, p.stat().st_mtime_ns) for p in copied.iterdir())
     with pytest.raises(ValueError) as err:
