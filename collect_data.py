@@ -660,7 +660,7 @@ def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None,
     bar = tqdm(total=len(to_collect) * episodes * EPISODE_LENGTH, unit="step", unit_scale=True,
                desc=f"collecting {len(to_collect)} task(s) x {episodes} episodes", disable=not (units and verbose))
     bar.set_postfix(tasks=f"0/{len(to_collect)}", workers=workers)
-    pool = None
+    pool, finished = None, False
     try:
         if workers == 1:
             cache = _EnvCache()
@@ -668,6 +668,7 @@ def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None,
         else:
             # An executor, not multiprocessing.Pool: when a worker dies, Pool silently starts another, forever;
             # the executor fails the run instead (BrokenProcessPool, turned into a DataError below).
+            others = set(mp.active_children())
             pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker)
             results = (f.result() for f in concurrent.futures.as_completed(
                 [pool.submit(_run_unit_in_worker, unit) for unit in units]))
@@ -688,6 +689,7 @@ def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None,
                                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
                 summaries[task] = _task_summary(data["rewards"], data["successes"])
                 bar.set_postfix(tasks=f"{len(summaries)}/{len(to_collect)}", workers=workers)
+        finished = True
     except concurrent.futures.BrokenExecutor as exc:              # BrokenProcessPool
         # Seen when a script that calls collect() (or goskill) has no main guard: with spawn (always once torch is
         # imported) each worker re-imports the main script, which starts a collection of its own and dies.
@@ -696,9 +698,11 @@ def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None,
                         "(worker processes re-import it), then run it again") from exc
     finally:
         if pool is not None:
-            # At the end a no-op; on an error or Ctrl-C, units not started are dropped and the workers exit after
-            # the one they run (~2 s, EPISODES_PER_UNIT).
-            pool.shutdown(wait=False, cancel_futures=True)
+            if not finished:         # an error or Ctrl-C: drop the units not started, stop the running ones now
+                pool.shutdown(wait=False, cancel_futures=True)
+                for worker in set(mp.active_children()) - others:     # this pool's workers only
+                    worker.terminate()
+            pool.shutdown()
         bar.close()
 
     for task in reuse:

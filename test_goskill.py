@@ -189,11 +189,12 @@ def test_partial_files_are_never_loaded_and_are_regenerated(collected, copied):
             assert all(np.array_equal(original[name], new[name]) for name in cd._array_shapes(EPISODES))
 
 
-def test_interrupted_collection_keeps_finished_tasks(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])          # in-process, and a worker pool stopped on Ctrl-C
+def test_interrupted_collection_keeps_finished_tasks(tmp_path, workers):
     data_dir = tmp_path / "data"
-    tasks = ["reach-v3", "push-v3", "pick-place-v3"]
+    tasks = ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3"]
     proc = subprocess.Popen([sys.executable, str(ROOT / "collect_data.py"), "--tasks", ",".join(tasks),
-                             "--episodes", "8", "--workers", "1", "--data-dir", str(data_dir)],
+                             "--episodes", "8", "--workers", str(workers), "--data-dir", str(data_dir)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             # A shell starts background jobs (`cmd &`) with SIGINT ignored, and Python keeps an
                             # ignored SIGINT ignored: Ctrl-C would never reach the child. Restore the default, so
@@ -202,7 +203,7 @@ def test_interrupted_collection_keeps_finished_tasks(tmp_path):
     deadline = time.monotonic() + 120
     while not cd.dataset_path("reach-v3", data_dir).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    # Ctrl-C with two tasks (~5 s of work) left, so a slow moment of a shared CI host cannot let the run finish
+    # Ctrl-C with three tasks (~4-8 s of work) left, so a slow moment of a shared CI host cannot let the run finish
     # first. Sent once more if the process is still running 2 s later: CPython drops a KeyboardInterrupt that
     # lands inside a finaliser ("Exception ignored in ..."); a second one during the clean exit would kill it.
     proc.send_signal(signal.SIGINT)
