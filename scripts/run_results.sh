@@ -40,6 +40,10 @@ rows() {   # <row name> <goskill.py flags>
       echo "mt10-default-cpu/$dataset-tool-centre-prompt-dt-dropout0-seed$seed --tasks mt10 --dataset $dataset --algo prompt-dt --seed $seed $TOOL_CENTRE_DATA"
     done
   done
+  # A longer policy phase under the default (after fused AdamW, 2026-12-06): 20k iterations instead of 16k.
+  for seed in 0 1; do
+    echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-policy20k-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --policy-iters 20000"
+  done
   # Every row below was made with the preset that was `default` before then, now `default-v2` (dropout 0.1).
   rows_v2 | sed '/--preset/!s/ / --preset default-v2 /' | hand_data     # after the row name, which has no space
   # Every row below was made with the preset that was `default` before 2026-11-30, now `default-v1`.
