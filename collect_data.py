@@ -335,7 +335,7 @@ def _run_unit(unit: tuple, cache: _EnvCache) -> tuple[str, int, dict[str, np.nda
     return task, start, {key: np.stack([p[key] for p in played]) for key in played[0]}
 
 
-_worker_cache: _EnvCache | None = None   # per worker process, set by _init_worker (a Pool has no other state slot)
+_worker_cache: _EnvCache | None = None   # per worker process, set by _init_worker (a pool's worker has no other state slot)
 
 
 def _init_worker() -> None:
@@ -699,8 +699,11 @@ def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None,
     finally:
         if pool is not None:
             if not finished:         # an error or Ctrl-C: drop the units not started, stop the running ones now
+                # Letting each finish its unit instead (~2 s) hung the exit in the 2-worker test, which sends a
+                # second Ctrl-C 2 s after the first (one Ctrl-C alone exited after 4.6 s). Known rare risk, as with multiprocessing.Pool.terminate: a worker
+                # killed in the ~1 ms it spends sending a result leaves the executor's reader waiting for the rest.
                 pool.shutdown(wait=False, cancel_futures=True)
-                for worker in set(mp.active_children()) - others:     # this pool's workers only
+                for worker in set(mp.active_children()) - others:     # the children this pool started
                     worker.terminate()
             pool.shutdown()
         bar.close()

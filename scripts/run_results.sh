@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 JOBS=${JOBS:-1}
 EXTRA=${EXTRA:-}
 PATTERN=${1:-.}
-if [[ $PATTERN == -* ]]; then   # e.g. --help: print the usage above (a flag is no row regex; it would collect, then run nothing)
+if [[ $PATTERN == -h || $PATTERN == --help ]]; then   # the usage above (as a regex it would collect, then run nothing)
   sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0
 fi
 TOOL_CENTRE_DATA="--data-dir runs/data-tool-centre --data-expert-aim tool-centre"   # the rows that name this data
