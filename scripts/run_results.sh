@@ -41,7 +41,7 @@ rows() {   # <row name> <goskill.py flags>
     done
   done
   # A longer policy phase under the default (after fused AdamW, 2026-12-06): 20k iterations instead of 16k.
-  for seed in 0 1; do
+  for seed in 0 1 2 3; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-policy20k-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --policy-iters 20000"
   done
   # Every row below was made with the preset that was `default` before then, now `default-v2` (dropout 0.1).
