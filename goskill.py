@@ -276,8 +276,8 @@ PRESETS: dict[str, dict] = {
         # data 81.5% against 79.5% (seed 0).
         # (Under default-v1's constant rate, 8k iterations and larger batches, 0.0 had measured 66.5% against
         # 75% for 0.1, one seed each, on the GPU.)
-        # The preset as a whole, bare `python goskill.py --tasks mt10 --seed S`: 89.0 +- 3.6% over fourteen runs
-        # (88.1 +- 3.8 over seeds 0-6 with the fused AdamW of 2026-12-06), 11 min 51 s end to end on the 2-core
+        # The preset as a whole, bare `python goskill.py --tasks mt10 --seed S`: 88.4 +- 3.7% over sixteen runs
+        # (87.3 +- 3.7 over seeds 0-8 with the fused AdamW of 2026-12-06), 11 min 51 s end to end on the 2-core
         # host of that day (23 min 38 s on a host half as fast). 20k policy iterations: 89.1 +- 2.6 (seeds 0-3).
         "dropout": 0.0,
     },
