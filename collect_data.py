@@ -335,7 +335,7 @@ def _run_unit(unit: tuple, cache: _EnvCache) -> tuple[str, int, dict[str, np.nda
     return task, start, {key: np.stack([p[key] for p in played]) for key in played[0]}
 
 
-_worker_cache: _EnvCache | None = None   # per worker process, set by _init_worker (a pool's worker has no other state slot)
+_worker_cache: _EnvCache | None = None   # per worker process, set by _init_worker (a worker has no other state slot)
 
 
 def _init_worker() -> None:
@@ -669,7 +669,8 @@ def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None,
             # An executor, not multiprocessing.Pool: when a worker dies, Pool silently starts another, forever;
             # the executor fails the run instead (BrokenProcessPool, turned into a DataError below).
             others = set(mp.active_children())
-            pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker)
+            pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=_mp_context(),
+                                                          initializer=_init_worker)
             results = (f.result() for f in concurrent.futures.as_completed(
                 [pool.submit(_run_unit_in_worker, unit) for unit in units]))
         for task, start, arrays in results:
@@ -700,12 +701,13 @@ def collect(tasks, episodes: int = DEFAULT_EPISODES, workers: int | None = None,
         if pool is not None:
             if not finished:         # an error or Ctrl-C: drop the units not started, stop the running ones now
                 # Letting each finish its unit instead (~2 s) hung the exit in the 2-worker test, which sends a
-                # second Ctrl-C 2 s after the first (one Ctrl-C alone exited after 4.6 s). Known rare risk, as with multiprocessing.Pool.terminate: a worker
-                # killed in the ~1 ms it spends sending a result leaves the executor's reader waiting for the rest.
+                # second Ctrl-C 2 s after the first (one Ctrl-C alone exited after 4.6 s). Known rare risk, as
+                # with multiprocessing.Pool.terminate: a worker killed in the ~1 ms it spends sending a result
+                # leaves the executor's reader waiting for the rest.
                 pool.shutdown(wait=False, cancel_futures=True)
                 for worker in set(mp.active_children()) - others:     # the children this pool started
                     worker.terminate()
-            pool.shutdown()
+            pool.shutdown()          # joins the executor's threads (and, at the end, its idle workers)
         bar.close()
 
     for task in reuse:

@@ -798,8 +798,9 @@ def make_optimizer(module: nn.Module, cfg: Config,
                    total_iters: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW and its schedule over the `total_iters` steps this optimiser will take (lr_factor).
     fused: one kernel updates every parameter, where the default CPU path loops over the parameter tensors in
-    Python; the same update rule, ~10% of a `default` policy iteration saved on the 2-core CPU (README, "Training
-    throughput"). Its floating-point rounding differs, so runs before 2026-12-06 repeat to seed noise, not bit for bit."""
+    Python; the same update rule, ~11% of a `default` policy iteration saved on the 2-core CPU (README, "Training
+    throughput"). Its floating-point rounding differs, so runs before 2026-12-06 repeat to seed noise, not bit
+    for bit."""
     opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total_iters, cfg))
 
@@ -1482,7 +1483,8 @@ class Trainer:
         classes = self.labels.cpu().numpy() if cfg.quantize else np.zeros(data.num_episodes * data.horizon, int)
         sampler = ClassBalancedSampler(classes)                        # classes = skills, items = (episode, t)
         enhance_batch = cfg.segments_per_task * len(self.tasks)
-        self.policy.train(), self.skills.train()                       # once: nothing in the loop switches them
+        self.policy.train()                                            # once: nothing in the loop switches them
+        self.skills.train()
 
         def step(it: int) -> dict:
             m = self._policy_step(self.labels, self.skills.skill_vector, cfg.skill_horizon, policy_params)
