@@ -21,6 +21,7 @@ if [[ $PATTERN == -h || $PATTERN == --help ]]; then   # the usage above (as a re
   sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0
 fi
 TOOL_CENTRE_DATA="--data-dir runs/data-tool-centre --data-expert-aim tool-centre"   # the rows that name this data
+TOOL_CENTRE_DATA_400="--data-dir runs/data-tool-centre-ep400 --data-expert-aim tool-centre --data-episodes 400"
 
 rows() {   # <row name> <goskill.py flags>
   # The `default` preset since 2026-12-01 (default-v2 without dropout), MT10 near-optimal, GO-Skill, on the 2-core
@@ -46,12 +47,15 @@ rows() {   # <row name> <goskill.py flags>
   done
   # Two candidates for the 90% bar (2026-12-07), one flag each, one thread per run: a 32-code library (the
   # ablations' best code count; stopped after seeds 0 and 1) and 2 sequences per task in each policy batch
-  # (paper 8, the preset 1), seeds 0-8.
+  # (paper 8, the preset 1), seeds 0-5; then twice the data, 400 episodes per task (the authors' buffers: 2000).
   for seed in 0 1; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-codes32-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --num-codes 32"
   done
-  for seed in 0 1 2 3 4 5 6 7 8; do
+  for seed in 0 1 2 3 4 5; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seq2-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --sequences-per-task 2"
+  done
+  for seed in 0 1; do
+    echo "mt10-default-cpu/near-optimal-tool-centre-ep400-dropout0-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA_400"
   done
   # Every row below was made with the preset that was `default` before then, now `default-v2` (dropout 0.1).
   rows_v2 | sed '/--preset/!s/ / --preset default-v2 /' | hand_data     # after the row name, which has no space
@@ -199,10 +203,14 @@ print(f\"success {100*m['success_rate']:.1f}%, return {m['return']:.0f}\")" "$js
 
 SELECTED=$(rows | awk -v pattern="$PATTERN" '$1 ~ pattern')     # match the row name (first field) only
 # Data first, once: parallel runs must not all generate the same files. MT10 is a subset of MT50. Every row names
-# its folder: runs/data-tool-centre (the data default since 2026-12-01: the arrays a fresh data/ gets), runs/data-hand
+# its folder: runs/data-tool-centre (the data default since 2026-12-01: the arrays a fresh data/ gets; -ep400: the
+# same with 400 episodes per task), runs/data-hand
 # (reach's expert aimed at the hand, the default before) or runs/data-q075 (a subset of runs/data-hand).
 SET=mt10; grep -q -- "--tasks mt50" <<<"$SELECTED" && SET=mt50
 python collect_data.py --tasks $SET --data-dir runs/data-tool-centre
+if grep -q -- "--data-dir runs/data-tool-centre-ep400" <<<"$SELECTED"; then
+  python collect_data.py --tasks mt10 --episodes 400 --data-dir runs/data-tool-centre-ep400
+fi
 if grep -q -- "--data-dir runs/data-\(hand\|q075\)" <<<"$SELECTED"; then
   # Only the reach tasks' files differ: copy the others, collect reach alone.
   mkdir -p runs/data-hand
