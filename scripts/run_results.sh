@@ -47,7 +47,8 @@ rows() {   # <row name> <goskill.py flags>
   done
   # Two candidates for the 90% bar (2026-12-07), one flag each, one thread per run: a 32-code library (the
   # ablations' best code count; stopped after seeds 0 and 1) and 2 sequences per task in each policy batch
-  # (paper 8, the preset 1), seeds 0-5; then twice the data, 400 episodes per task (the authors' buffers: 2000).
+  # (paper 8, the preset 1), seeds 0-5; then twice the data, 400 episodes per task (the
+  # authors' buffers: 2000), seeds 0-1.
   for seed in 0 1; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-codes32-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --num-codes 32"
   done
@@ -56,6 +57,10 @@ rows() {   # <row name> <goskill.py flags>
   done
   for seed in 0 1; do
     echo "mt10-default-cpu/near-optimal-tool-centre-ep400-dropout0-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA_400"
+  done
+  # ... and twice the extraction iterations (4k).
+  for seed in 0 1; do
+    echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-extract4k-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --extract-iters 4000"
   done
   # Every row below was made with the preset that was `default` before then, now `default-v2` (dropout 0.1).
   rows_v2 | sed '/--preset/!s/ / --preset default-v2 /' | hand_data     # after the row name, which has no space
