@@ -45,10 +45,10 @@ rows() {   # <row name> <goskill.py flags>
   for seed in 0 1 2 3; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-policy20k-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --policy-iters 20000"
   done
-  # Two candidates for the 90% bar (2026-12-07), one flag each, one thread per run: a 32-code library (the
-  # ablations' best code count; stopped after seeds 0 and 1) and 2 sequences per task in each policy batch
-  # (paper 8, the preset 1), seeds 0-5; then twice the data, 400 episodes per task (the
-  # authors' buffers: 2000), seeds 0-1.
+  # Candidates for the 90% bar (2026-12-07), one flag each, one thread per run, two runs at a time; each stopped
+  # once its seeds left no room for a 90% mean: a 32-code library (the ablations' best code count), 2 sequences
+  # per task in each policy batch (paper 8, the preset 1), twice the data (400 episodes per task; the authors'
+  # buffers: 2000) and twice the extraction iterations.
   for seed in 0 1; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-codes32-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --num-codes 32"
   done
@@ -58,7 +58,6 @@ rows() {   # <row name> <goskill.py flags>
   for seed in 0 1; do
     echo "mt10-default-cpu/near-optimal-tool-centre-ep400-dropout0-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA_400"
   done
-  # ... and twice the extraction iterations (4k).
   for seed in 0 1; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-extract4k-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --extract-iters 4000"
   done
