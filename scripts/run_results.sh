@@ -62,7 +62,7 @@ rows() {   # <row name> <goskill.py flags>
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-extract4k-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --extract-iters 4000"
   done
   # ... and 8 segments per task in each extraction and enhancement batch (paper 16, the preset 4).
-  for seed in 0 1; do
+  for seed in 0 1 2 3; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seg8-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --segments-per-task 8"
   done
   # Every row below was made with the preset that was `default` before then, now `default-v2` (dropout 0.1).
