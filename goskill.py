@@ -281,8 +281,9 @@ PRESETS: dict[str, dict] = {
         # host of that day (23 min 38 s on a host half as fast). Single changes on top of it (one thread per
         # run) stay within seed noise: 20k policy iterations 89.1 +- 2.6 (seeds 0-3), 2 sequences per task 88.2
         # +- 2.1 (seeds 0-5, +1/3 CPU per policy iteration), 4k extraction 88.0, 32 codes 83.8, 400 episodes
-        # per task 82.8 (seeds 0-1 each). The lead: 8 segments per task 91.9 +- 3.9 (seeds 0-3), at ~1.6x the
-        # CPU per policy iteration, so over 30 minutes on the slower host (estimated; not timed yet).
+        # per task 82.8 (seeds 0-1 each). The lead: 8 segments per task, 91.9 +- 3.9 (seeds 0-3; 90.9 +- 4.0
+        # with its timed bare run), at ~1.6x the CPU per policy iteration: 14 min 42 s end to end on the host of
+        # 2026-12-07, ~29 min estimated on the slower one, so not the default until more seeds settle its mean.
         "dropout": 0.0,
     },
 }

@@ -48,7 +48,8 @@ rows() {   # <row name> <goskill.py flags>
   # Candidates for the 90% bar (2026-12-07), one flag each, one thread per run, two runs at a time; each stopped
   # once its seeds left no room for a 90% mean: a 32-code library (the ablations' best code count), 2 sequences
   # per task in each policy batch (paper 8, the preset 1), twice the data (400 episodes per task; the authors'
-  # buffers: 2000) and twice the extraction iterations.
+  # buffers: 2000), twice the extraction iterations, and 8 segments per task in each extraction and enhancement
+  # batch (paper 16, the preset 4; the lead, run to four seeds).
   for seed in 0 1; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-codes32-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --num-codes 32"
   done
@@ -61,7 +62,6 @@ rows() {   # <row name> <goskill.py flags>
   for seed in 0 1; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-extract4k-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --extract-iters 4000"
   done
-  # ... and 8 segments per task in each extraction and enhancement batch (paper 16, the preset 4).
   for seed in 0 1 2 3; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seg8-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --segments-per-task 8"
   done
@@ -212,8 +212,8 @@ print(f\"success {100*m['success_rate']:.1f}%, return {m['return']:.0f}\")" "$js
 SELECTED=$(rows | awk -v pattern="$PATTERN" '$1 ~ pattern')     # match the row name (first field) only
 # Data first, once: parallel runs must not all generate the same files. MT10 is a subset of MT50. Every row names
 # its folder: runs/data-tool-centre (the data default since 2026-12-01: the arrays a fresh data/ gets; -ep400: the
-# same with 400 episodes per task), runs/data-hand
-# (reach's expert aimed at the hand, the default before) or runs/data-q075 (a subset of runs/data-hand).
+# same with 400 episodes per task), runs/data-hand (reach's expert aimed at the hand, the default before) or
+# runs/data-q075 (a subset of runs/data-hand).
 SET=mt10; grep -q -- "--tasks mt50" <<<"$SELECTED" && SET=mt50
 python collect_data.py --tasks $SET --data-dir runs/data-tool-centre
 if grep -q -- "--data-dir runs/data-tool-centre-ep400" <<<"$SELECTED"; then
