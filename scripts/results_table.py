@@ -231,15 +231,23 @@ def main() -> int:
         print("Ablations with more seeds (seed 0 above, seeds 1-2 on the CPU)\n\n"
               + three_seed_table(main_runs["sub-optimal-goskill"], ablations, more_seeds) + "\n")
     if default_cpu:
-        # GO-Skill against Prompt-DT under the default preset, on the tool-centre data (the data default since
-        # 2026-12-01): the rows named <dataset>-tool-centre[-prompt-dt]-dropout0-seed<k>.
-        current = {f"{m[1]}-{m[2] or 'goskill'}": rs for n, rs in default_cpu.items()
-                   if (m := re.fullmatch(r"(near-optimal|sub-optimal)-tool-centre-(?:(prompt-dt)-)?dropout0", n))}
-        print_comparison(current, "default preset, tool-centre data")
+        # GO-Skill against Prompt-DT under the default-v3 preset (the default from 2026-12-01 to 2026-12-07), on
+        # the tool-centre data (the data default since 2026-12-01): rows <dataset>-tool-centre[-prompt-dt]-dropout0.
+        v3 = {f"{m[1]}-{m[2] or 'goskill'}": rs for n, rs in default_cpu.items()
+              if (m := re.fullmatch(r"(near-optimal|sub-optimal)-tool-centre-(?:(prompt-dt)-)?dropout0", n))}
+        print_comparison(v3, "default-v3 preset, tool-centre data")
+        # ... and GO-Skill under today's default (default-v3 with 8 segments per task: rows named *-dropout0-seg8),
+        # against the same Prompt-DT rows: segments_per_task is unused by Prompt-DT, which trains the same there.
+        current = {f"{m[1]}-goskill": rs for n, rs in default_cpu.items()
+                   if (m := re.fullmatch(r"(near-optimal|sub-optimal)-tool-centre-dropout0-seg8", n))}
+        if current:
+            prompt_dt = {n: rs for n, rs in v3.items() if n.endswith("prompt-dt")}
+            print_comparison({**current, **prompt_dt}, "default preset, tool-centre data")
         # GO-Skill against Prompt-DT under the default-v2 preset: the rows named <dataset>-<algo>-seed<k>.
         print_comparison({n: rs for n, rs in default_cpu.items()
                           if re.fullmatch(r"(near|sub)-optimal-(goskill|prompt-dt)", n)}, "default-v2 preset")
-        print("MT10, default-v2 preset and the probes beside it (rows named *dropout0*: the default preset), 2-core CPU\n\n"
+        print("MT10, default-v2 preset and the probes beside it (rows named *dropout0*: default-v3; *dropout0-seg8*: the "
+              "default preset), 2-core CPU\n\n"
               + seeds_table(default_cpu) + "\n")
     if (ROOT / "results" / "mt10-oracle-cpu").is_dir():
         print("Skill policy vs an expert-lookahead oracle choosing the skills (scripts/oracle_skills.py)\n\n"

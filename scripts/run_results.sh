@@ -24,9 +24,28 @@ TOOL_CENTRE_DATA="--data-dir runs/data-tool-centre --data-expert-aim tool-centre
 TOOL_CENTRE_DATA_400="--data-dir runs/data-tool-centre-ep400 --data-expert-aim tool-centre --data-episodes 400"
 
 rows() {   # <row name> <goskill.py flags>
-  # The `default` preset since 2026-12-01 (default-v2 without dropout), MT10 near-optimal, GO-Skill, on the 2-core
-  # CPU: on data whose reach expert aims the tool centre (the data default since 2026-12-01; runs/data-tool-centre
-  # holds the same arrays as data/), seeds 0-4, and on the hand-aimed data of every earlier row, seed 0.
+  # The `default` preset since 2026-12-07 (default-v3 with 8 segments per task), MT10, GO-Skill, on
+  # the 2-core CPU, one thread per run, two at a time, on data whose reach expert aims the tool centre (the data
+  # default since 2026-12-01; runs/data-tool-centre holds the same arrays as data/). Seeds 0-3 were run as
+  # default-v3 with --segments-per-task 8 (the same Config), which gave the rows their name. Sub-optimal data below.
+  # (Prompt-DT does not use segments_per_task: its default-v3 rows further down train as under this preset.)
+  for seed in 0 1 2 3 4 5 6 7; do
+    echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seg8-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA"
+  done
+  for seed in 0 1 2; do
+    echo "mt10-default-cpu/sub-optimal-tool-centre-dropout0-seg8-seed$seed --tasks mt10 --dataset sub-optimal --seed $seed $TOOL_CENTRE_DATA"
+  done
+  # Every row below was made with the preset that was `default` before then, now `default-v3`.
+  rows_v3 | sed '/--preset/!s/ / --preset default-v3 /'
+  # Every row below was made with the preset that was `default` before 2026-12-01, now `default-v2` (dropout 0.1).
+  rows_v2 | sed '/--preset/!s/ / --preset default-v2 /' | hand_data     # after the row name, which has no space
+  # Every row below was made with the preset that was `default` before 2026-11-30, now `default-v1`.
+  rows_v1 | sed '/--preset/!s/ / --preset default-v1 /' | hand_data
+}
+
+rows_v3() {   # default-v3 preset (unless a row names another): default-v2 without dropout, 4 segments per task
+  # MT10 near-optimal, GO-Skill, on the 2-core CPU: on data whose reach expert aims the tool centre, seeds 0-4,
+  # and on the hand-aimed data of every earlier row, seed 0.
   for seed in 0 1 2 3 4; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA"
   done
@@ -49,7 +68,7 @@ rows() {   # <row name> <goskill.py flags>
   # once its seeds left no room for a 90% mean: a 32-code library (the ablations' best code count), 2 sequences
   # per task in each policy batch (paper 8, the preset 1), twice the data (400 episodes per task; the authors'
   # buffers: 2000), twice the extraction iterations, and 8 segments per task in each extraction and enhancement
-  # batch (paper 16, the preset 4; the lead, run to four seeds).
+  # batch (paper 16, the preset 4; the lead, made the default).
   for seed in 0 1; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-codes32-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --num-codes 32"
   done
@@ -62,13 +81,7 @@ rows() {   # <row name> <goskill.py flags>
   for seed in 0 1; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-extract4k-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --extract-iters 4000"
   done
-  for seed in 0 1 2 3; do
-    echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seg8-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA --segments-per-task 8"
-  done
-  # Every row below was made with the preset that was `default` before then, now `default-v2` (dropout 0.1).
-  rows_v2 | sed '/--preset/!s/ / --preset default-v2 /' | hand_data     # after the row name, which has no space
-  # Every row below was made with the preset that was `default` before 2026-11-30, now `default-v1`.
-  rows_v1 | sed '/--preset/!s/ / --preset default-v1 /' | hand_data
+  # The 8-segment rows are the `default` rows at the top.
 }
 
 hand_data() {   # rows that name no data aim were made on the hand-aimed data, the default before 2026-12-01
