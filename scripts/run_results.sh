@@ -29,7 +29,7 @@ rows() {   # <row name> <goskill.py flags>
   # default since 2026-12-01; runs/data-tool-centre holds the same arrays as data/). Seeds 0-3 were run as
   # default-v3 with --segments-per-task 8 (the same Config), which gave the rows their name. Sub-optimal data below.
   # (Prompt-DT does not use segments_per_task: its default-v3 rows further down train as under this preset.)
-  for seed in 0 1 2 3 4 5 6 7 8; do
+  for seed in 0 1 2 3 4 5 6 7 8 9 10; do
     echo "mt10-default-cpu/near-optimal-tool-centre-dropout0-seg8-seed$seed --tasks mt10 --seed $seed $TOOL_CENTRE_DATA"
   done
   for seed in 0 1 2; do
