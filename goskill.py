@@ -256,7 +256,7 @@ _CPU_V2: dict = {
     # default-v1 with the same decay; 27 min 48 s end to end with data generation. Halving both batches for
     # 13k iterations instead (about the same CPU time) gave 73.0% (seed 0): not the batch size alone.
     # (Measured later, without dropout: 8 segments per task instead of 4 lifts MT10 near-optimal from 88.4
-    # to 90.7%, 2 sequences per task instead of 1 leaves it at 88.2; `default` restores 8 segments.)
+    # to 91.3%, 2 sequences per task instead of 1 leaves it at 88.2; `default` restores 8 segments.)
     "sequences_per_task": 1,
     "segments_per_task": 4,
     "policy_iters": 16_000,
@@ -292,10 +292,10 @@ PRESETS: dict[str, dict] = {
         # 8, default-v2/-v3 4), with 1 sequence per task in each policy batch (paper 8). Both batches train the
         # skill decoder, and the tasks that place an object within centimetres gain most. Measured on the
         # 2-core CPU, MT10 near-optimal, `python goskill.py --tasks mt10 --seed S` (README, "The `default`
-        # preset: the 90% bar"): 90.7 +- 2.9% over ten runs (91.2 +- 2.9 over seeds 0-7 on one thread; 87.0 and
-        # 90.0 for the two timed two-thread runs), return 3317 against 3198, where default-v3 gave 88.4 +- 3.7
-        # over sixteen runs: pick-place 60% -> 74%, peg-insert-side 85 -> 93, push 75 -> 82, reach 83 -> 88,
-        # door-open 80 -> 69. Cost: ~1.6x the CPU per policy iteration and ~1.9x per extraction iteration;
+        # preset: the 90% bar"): 91.3 +- 2.9% over thirteen runs (91.9 +- 2.8 over seeds 0-10 on one thread; 87.0
+        # and 90.0 for the two timed two-thread runs), return 3315 against 3198, where default-v3 gave 88.4 +-
+        # 3.7 over sixteen runs: pick-place 60% -> 74%, peg-insert-side 85 -> 94, push 75 -> 81, reach 83 -> 90,
+        # door-open 80 -> 75. Cost: ~1.6x the CPU per policy iteration and ~1.9x per extraction iteration;
         # 14 min 42 s / 14 min 58 s end to end (data generation included) on the 2-core hosts of 2026-12-07
         # (default-v3: 11 min 51 s on the similar host of 2026-12-06). Single changes to default-v3 that stayed
         # within seed noise (one thread per run): 20k policy iterations 89.1 +- 2.6 (seeds 0-3), 2 sequences per
