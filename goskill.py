@@ -208,12 +208,12 @@ class Config:
 
 
 # Field defaults above are the `paper` preset. `default` is sized so that `python goskill.py --tasks mt10`
-# (data generation included) finishes in under half an hour on a 2-core CPU. It is `default-v1` with smaller
-# policy batches, twice the policy iterations, a decaying rate and no dropout. Measured effects in `default-v1`
-# are MT10 near-optimal runs of this file on one H200, those in the later presets on the 2-core CPU (20
-# evaluation episodes per task, mean success rate); the README has the commands. The paper preset itself runs
-# at ~50 extraction and ~28 policy it/s on the H200, so its 100k iterations take ~50 minutes there and were not
-# run to the end.
+# (data generation included) finishes in about half an hour or less on a 2-core CPU (~15 min on the hosts
+# measured, ~30-34 estimated on the slowest seen). It is `default-v1` with smaller policy batches, twice the
+# policy iterations, a decaying rate and no dropout. Measured effects in `default-v1` are MT10 near-optimal runs
+# of this file on one H200, those in the later presets on the 2-core CPU (20 evaluation episodes per task, mean
+# success rate); the README has the commands. The paper preset itself runs at ~50 extraction and ~28 policy it/s
+# on the H200, so its 100k iterations take ~50 minutes there and were not run to the end.
 _CPU_V1: dict = {
     # DEVIATION: 2 layers, width 128, 4 heads instead of 6 x 256 x 8: ~12x fewer FLOPs per token, the
     # difference between minutes and hours on 2 cores (effect on success not measured: see above).
@@ -296,11 +296,12 @@ PRESETS: dict[str, dict] = {
         # and 90.0 for the two timed two-thread runs), return 3315 against 3198, where default-v3 gave 88.4 +-
         # 3.7 over sixteen runs: pick-place 60% -> 74%, peg-insert-side 85 -> 94, push 75 -> 81, reach 83 -> 90,
         # door-open 80 -> 75. Cost: ~1.6x the CPU per policy iteration and ~1.9x per extraction iteration;
-        # 14 min 42 s / 14 min 58 s end to end (data generation included) on the 2-core hosts of 2026-12-07
-        # (default-v3: 11 min 51 s on the similar host of 2026-12-06). Single changes to default-v3 that stayed
-        # within seed noise (one thread per run): 20k policy iterations 89.1 +- 2.6 (seeds 0-3), 2 sequences per
-        # task 88.2 +- 2.1 (seeds 0-5), 4k extraction 88.0, 32 codes 83.8, 400 episodes per task 82.8 (seeds 0-1
-        # each).
+        # 14 min 42 s / 14 min 58 s end to end (data generation included) on the 2-core hosts of 2026-12-07,
+        # where default-v3 took 11 min 51 s on the host of 2026-12-06. Not timed on the slowest host seen
+        # (default-v3 there: 23 min 38 s); estimated ~30-34 min, so on such a host default-v3 is the preset that
+        # fits half an hour. Single changes to default-v3 that stayed within seed noise (one thread per run): 20k
+        # policy iterations 89.1 +- 2.6 (seeds 0-3), 2 sequences per task 88.2 +- 2.1 (seeds 0-5), 4k
+        # extraction 88.0, 32 codes 83.8, 400 episodes per task 82.8 (seeds 0-1 each).
         "segments_per_task": 8,
     },
 }
